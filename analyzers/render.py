@@ -1,0 +1,84 @@
+"""Turn a Run into what people read: a rich table, or a JSON summary for machines."""
+from __future__ import annotations
+
+import math
+
+from analyzers.breakdown import breakdown, ttft_stats
+from analyzers.run import Run
+
+
+def headline(run: Run) -> str:
+    parts = [run.model]
+    if run.random_weights:
+        parts.append("random weights")
+    if run.layers_total and run.layers_built != run.layers_total:
+        parts.append(f"{run.layers_built} of {run.layers_total} layers")
+    return ", ".join(parts)
+
+
+def summary(run: Run) -> dict:
+    """The machine-readable result of `--json`: stable keys, ms units."""
+    table = breakdown(run)
+    components = []
+    for row in table.to_dict("records"):
+        row["ms_per_layer"] = None if math.isnan(row["ms_per_layer"]) else row["ms_per_layer"]
+        components.append(row)
+    return {
+        "model": run.model,
+        "random_weights": run.random_weights,
+        "layers_built": run.layers_built,
+        "layers_total": run.layers_total,
+        "seq_len": run.seq_len,
+        "batch": run.batch,
+        "dtype": run.dtype,
+        "device": run.device,
+        "device_name": run.device_name,
+        "attn": run.attn,
+        "logits_kept": run.logits_kept,
+        "sampling": run.sampling,
+        "ttft": ttft_stats(run),
+        "components": components,
+        "notices": run.notices,
+        "run_dir": run.path,
+    }
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.3f}" if value < 10 else f"{value:,.2f}" if value < 1000 else f"{value:,.0f}"
+
+
+def render_table(run: Run, console) -> None:
+    """Print the breakdown with rich; rows sum to the TTFT line beneath them."""
+    from rich.table import Table
+
+    stats = ttft_stats(run)
+    table = breakdown(run)
+    title = (f"{headline(run)} · n={run.seq_len} b={run.batch} · {run.dtype} · {run.device} "
+             f"({run.device_name}) · attn={run.attn}")
+    grid = Table(title=title, title_justify="left", show_footer=True, pad_edge=False)
+    grid.add_column("component", footer="TTFT (p50)")
+    grid.add_column("ms", justify="right", footer=_ms(stats["p50_ms"]))
+    grid.add_column("share", justify="right", footer="100.0%")
+    grid.add_column("calls", justify="right")
+    grid.add_column("ms/layer", justify="right")
+    grid.add_column("min–max ms", justify="right")
+    for row in table.itertuples():
+        if not row.present:
+            grid.add_row(row.component, "absent", "", "", "", "", style="dim")
+            continue
+        per_layer = "" if math.isnan(row.ms_per_layer) else _ms(row.ms_per_layer)
+        grid.add_row(row.component, _ms(row.ms), f"{100 * row.share:.1f}%",
+                     str(row.calls) if row.calls else "", per_layer,
+                     f"{_ms(row.ms_min)}–{_ms(row.ms_max)}")
+    console.print(grid)
+    spread = f"min {_ms(stats['min_ms'])}, max {_ms(stats['max_ms'])}"
+    if "p90_ms" in stats:
+        spread += f", p90 {_ms(stats['p90_ms'])}"
+    console.print(f"TTFT p50 {_ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, "
+                  f"{run.warmup} warmup)")
+    console.print(f"cold TTFT (first prefill of the process) {_ms(stats['cold_ms'])} ms")
+    if run.logits_kept != "last":
+        console.print("[yellow]finding: the model computed logits for every position; "
+                      "lm_head is timed over the whole sequence, as serving engines would not.[/]")
+    if run.path:
+        console.print(f"run folder: {run.path}")

@@ -1,0 +1,29 @@
+"""ttft-profile capture side: everything that touches torch, CUDA or NVTX.
+
+Heavy imports stay inside functions so `import profiler` is cheap.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "profile_prefill", "instrument", "Sampling", "Run"]
+
+
+def __getattr__(name):
+    if name == "profile_prefill":
+        from profiler.measure import profile_prefill
+
+        return profile_prefill
+    if name == "instrument":
+        from profiler.instrument import instrument
+
+        return instrument
+    if name == "Sampling":
+        from profiler.sampling import Sampling
+
+        return Sampling
+    if name == "Run":
+        from analyzers.run import Run
+
+        return Run
+    raise AttributeError(f"module 'profiler' has no attribute {name!r}")

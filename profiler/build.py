@@ -1,0 +1,138 @@
+"""Build a model from a ModelSource: once, on the target device, fast.
+
+Random weights are drawn straight into the final tensors (the model is
+constructed with initialisation switched off, then filled in place), so an
+8B config at --layers 2 costs one allocation of its weights and seconds of
+CPU, not a default init that runs kaiming on every matrix.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from dataclasses import dataclass
+
+from profiler.catalog import ModelSource
+from profiler.device import BYTES_PER_ELEMENT
+from profiler.errors import UsageError
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    model: object
+    source: ModelSource
+    layers_built: int
+    layers_total: int
+    dtype: str
+    attn: str
+    config: dict
+
+
+def layer_count(config: dict) -> int:
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if key in config:
+            return int(config[key])
+    raise UsageError("the model's config.json has no num_hidden_layers; it is not a decoder-only LM config.")
+
+
+def truncated_config(config: dict, layers: int | None) -> tuple[dict, int, int]:
+    total = layer_count(config)
+    if layers is None:
+        return dict(config), total, total
+    if not 1 <= layers <= total:
+        raise UsageError(f"--layers {layers} is outside 1..{total} for this model; pick a value in that range.")
+    out = dict(config)
+    out["num_hidden_layers"] = layers
+    for key in ("layer_types", "sliding_window_pattern_layers"):
+        if isinstance(out.get(key), list):
+            out[key] = out[key][:layers]
+    if "max_window_layers" in out:
+        out["max_window_layers"] = min(int(out["max_window_layers"]), layers)
+    return out, layers, total
+
+
+def estimate_bytes(config: dict, seq_len: int, batch: int, dtype: str, attn: str) -> int:
+    """Rough peak memory of a prefill: weights, KV cache and the largest live activations."""
+    e = BYTES_PER_ELEMENT[dtype]
+    d = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    kv = int(config.get("num_key_value_heads") or heads)
+    h = int(config.get("head_dim") or d // heads)
+    inter = int(config.get("intermediate_size") or 4 * d)
+    vocab = int(config["vocab_size"])
+    layers = layer_count(config)
+    tied = bool(config.get("tie_word_embeddings", False))
+    per_layer = d * (heads * h + 2 * kv * h) + heads * h * d + 3 * d * inter + 2 * d
+    weights = (vocab * d * (1 if tied else 2) + layers * per_layer + d) * e
+    tokens = batch * seq_len
+    kv_cache = 2 * layers * kv * h * tokens * e
+    activations = tokens * (4 * d + 3 * inter + 3 * heads * h) * e
+    if attn == "eager":
+        # Scores and their float32 softmax are materialised, [b, H, n, n].
+        activations += batch * heads * seq_len * seq_len * (e + 4)
+    return int(weights + kv_cache + activations)
+
+
+def check_fits(needed: int, available: int | None, device: str) -> None:
+    if available is not None and needed > available:
+        raise UsageError(
+            f"this run needs roughly {needed / 2**30:.1f} GiB on {device} but {available / 2**30:.1f} GiB is free; "
+            "profile fewer layers with --layers K or a shorter --len."
+        )
+
+
+def _init_random_(model, std: float) -> None:
+    """Fill matrices with uniform noise of the config's std; leave norms and buffers as constructed."""
+    import torch
+    from torch import nn
+
+    bound = std * math.sqrt(3.0)
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            for pname, param in module.named_parameters(recurse=False):
+                if isinstance(module, (nn.Linear, nn.Embedding)) or param.dim() >= 2:
+                    if pname == "bias":
+                        param.zero_()
+                    elif param.device.type == "cpu":
+                        param.uniform_(-bound, bound, generator=generator)
+                    else:
+                        param.uniform_(-bound, bound)
+
+
+def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn: str) -> BuiltModel:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    config_dict, built, total = truncated_config(source.config, layers)
+    model_type = config_dict.get("model_type")
+    if not model_type:
+        raise UsageError("the model's config.json has no model_type; it cannot be built from its config.")
+    hf_logging.set_verbosity_error()
+    fields = {k: v for k, v in config_dict.items() if k not in ("model_type", "transformers_version", "_name_or_path")}
+    try:
+        config = AutoConfig.for_model(model_type, **fields)
+    except ValueError as exc:
+        raise UsageError(f"transformers cannot build model_type {model_type!r} ({exc}); upgrade transformers.") from None
+    torch_dtype = getattr(torch, dtype)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            if source.weights_dir is not None:
+                model = AutoModelForCausalLM.from_pretrained(
+                    source.weights_dir, config=config, dtype=torch_dtype, attn_implementation=attn,
+                    device_map=device, local_files_only=True,
+                )
+            else:
+                from transformers.initialization import no_init_weights
+
+                with torch.device(device), no_init_weights():
+                    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn)
+                _init_random_(model, float(config_dict.get("initializer_range", 0.02)))
+    except (ValueError, ImportError) as exc:
+        first = str(exc).splitlines()[0]
+        if "attn" in first.lower() or "attention" in first.lower():
+            raise UsageError(f"--attn {attn} is not available for this model here ({first}); try --attn sdpa or eager.") from None
+        raise
+    model.eval()
+    return BuiltModel(model, source, built, total, dtype, attn, config_dict)

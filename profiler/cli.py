@@ -1,0 +1,208 @@
+"""`ttft-profile`: the command line.
+
+Bad input is caught at this boundary and becomes one sentence on stderr and
+exit code 2; a traceback here is a bug.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from profiler.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, not argparse's usage dump
+        raise UsageError(f"{message}; see `{self.prog} --help`.")
+
+
+def _token_count(text: str) -> int:
+    """Token counts: `2048`, or `16k` meaning 16 x 1024 as model cards use it."""
+    try:
+        return int(text[:-1]) * 1024 if text.lower().endswith("k") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def profile_parser() -> argparse.ArgumentParser:
+    from profiler.catalog import default_model
+
+    p = _Parser(prog="ttft-profile", description=(
+        "Profile where an LLM's time to first token goes during prefill. "
+        "Subcommands: `ttft-profile models` lists the built-in models."))
+    p.add_argument("--model", default=default_model(),
+                   help="built-in name, local folder with config.json, or hub id (default: %(default)s)")
+    p.add_argument("--len", dest="seq_len", type=_token_count, default=2048,
+                   help="prompt length in tokens, e.g. 2048 or 16k (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=None, help="build only the first K decoder layers")
+    p.add_argument("--batch", type=int, default=1, help="prompts per prefill (default: 1)")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (auto: config dtype on GPU, float32 on CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--attn", default="sdpa", help="attention implementation: sdpa, eager, flash_attention_2, ... (default: sdpa)")
+    p.add_argument("--warmup", type=int, default=2, help="unmeasured runs first (default: 2)")
+    p.add_argument("--repeat", type=int, default=5, help="measured runs (default: 5; p90 shown from 10)")
+    p.add_argument("--temperature", type=float, default=0.0, help="sample the first token at this temperature (default: greedy)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, with --temperature")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random prompt and of sampling")
+    p.add_argument("--out", type=Path, default=None, help="run folder to write (default: traces/<model>-n<len>-<time>)")
+    p.add_argument("--allow-long", action="store_true", help="allow --len above the model's max_position_embeddings")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout instead of the table")
+    return p
+
+
+def _check_args(args, config: dict) -> list[str]:
+    notices = []
+    if args.seq_len < 1:
+        raise UsageError(f"--len {args.seq_len} must be at least 1 token.")
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch} must be at least 1.")
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat} must be at least 1; use 5 or more for a stable p50.")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup {args.warmup} is negative; use 0 or more.")
+    limit = config.get("max_position_embeddings")
+    if limit and args.seq_len > int(limit):
+        if not args.allow_long:
+            raise UsageError(
+                f"--len {args.seq_len} is above this model's max_position_embeddings ({limit}); "
+                "use a shorter --len, or --allow-long to run past it anyway."
+            )
+        notices.append(f"warning: --len {args.seq_len} is past max_position_embeddings ({limit}); "
+                       "positions beyond it are outside what the model was trained on.")
+    return notices
+
+
+def _progress(enabled: bool):
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+    if not enabled:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("prefill", total=None)
+
+    def update(phase: str, done: int, total: int) -> None:
+        bar.update(task, description=f"prefill ({phase})", completed=done, total=total)
+
+    return bar, update
+
+
+def cmd_profile(argv: list[str]) -> int:
+    args = profile_parser().parse_args(argv)
+    from profiler import catalog
+
+    source = catalog.resolve(args.model)
+    notices = _check_args(args, source.config)
+    from profiler import build as builder
+    from profiler import device as dev
+    from profiler.runfolder import StagedFolder, default_run_dir
+    from profiler.sampling import Sampling
+
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    config, built_layers, total_layers = builder.truncated_config(source.config, args.layers)
+    final = args.out if args.out is not None else default_run_dir(Path("traces"), source.name, args.seq_len)
+    staged = StagedFolder(final)
+    try:
+        device = dev.resolve_device(args.device)
+        dtype = dev.resolve_dtype(args.dtype, device, config.get("torch_dtype") or config.get("dtype"))
+        dev.check_dtype_runs(dtype, device)
+        info = dev.describe(device)
+        needed = builder.estimate_bytes(config, args.seq_len, args.batch, dtype, args.attn)
+        builder.check_fits(needed, info.available_memory_bytes, device)
+        if source.random_weights:
+            where = "built in" if source.kind == "builtin" else source.kind
+            notices.append(f"note: {source.name}: no weights found, built from its config ({where}) with random "
+                           "weights; timings hold for dense models, the tokens it produces are meaningless.")
+        if built_layers != total_layers:
+            notices.append(f"note: profiling {built_layers} of {total_layers} layers (--layers {built_layers}); "
+                           "the times cover those layers only.")
+        for line in notices:
+            print(line, file=sys.stderr)
+        built = builder.build(source, args.layers, dtype, device, args.attn)
+        bar, update = _progress(sys.stderr.isatty())
+        from profiler.measure import profile_prefill
+
+        try:
+            if bar is not None:
+                bar.start()
+            run = profile_prefill(
+                built.model, args.seq_len, batch=args.batch, warmup=args.warmup, repeat=args.repeat,
+                sampling=sampling, seed=args.seed, progress=update,
+                meta=dict(model=source.name, model_source=source.kind, model_origin=source.origin,
+                          random_weights=source.random_weights, layers_built=built_layers,
+                          layers_total=total_layers, device_name=info.name, config=source.config,
+                          notices=notices, command=["ttft-profile", *argv]),
+            )
+        except MemoryError as exc:
+            raise UsageError(
+                f"ran out of memory ({exc}); this run needs roughly {needed / 2**30:.1f} GiB, "
+                "so profile fewer layers with --layers K or a shorter --len."
+            ) from None
+        finally:
+            if bar is not None:
+                bar.stop()
+        run.save(staged.path)
+        run.path = str(staged.commit())
+    except BaseException:
+        staged.discard()
+        raise
+    if args.json:
+        from analyzers.render import summary
+
+        print(json.dumps(summary(run), indent=1))
+    else:
+        from rich.console import Console
+
+        from analyzers.render import render_table
+
+        render_table(run, Console())
+    return 0
+
+
+def cmd_models(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from profiler import catalog
+
+    if argv:
+        raise UsageError(f"`ttft-profile models` takes no arguments, got {' '.join(argv)!r}.")
+    table = Table(title="built-in models (configs only; weights come from a local folder or the HF cache)",
+                  title_justify="left")
+    for column in ("name", "type", "layers", "hidden", "heads/kv", "intermediate", "vocab", "max pos"):
+        table.add_column(column, justify="left" if column in ("name", "type") else "right")
+    for name in catalog.builtin_names():
+        c = catalog.builtin_entry(name)["config"]
+        heads = c["num_attention_heads"]
+        table.add_row(name, c["model_type"], str(c["num_hidden_layers"]), str(c["hidden_size"]),
+                      f"{heads}/{c.get('num_key_value_heads', heads)}", str(c["intermediate_size"]),
+                      str(c["vocab_size"]), str(c.get("max_position_embeddings", "")))
+    Console().print(table)
+    print(f"default: {catalog.default_model()}")
+    return 0
+
+
+COMMANDS = {"models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    try:
+        return command(argv[1:]) if command else cmd_profile(argv)
+    except UsageError as exc:
+        print(f"ttft-profile: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ttft-profile: interrupted; no run folder was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

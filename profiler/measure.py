@@ -1,0 +1,173 @@
+"""Time warm prefills end to end and return a `Run`.
+
+TTFT here is what a user waits for: token ids on the host -> transfer ->
+prefill forward (logits for the last position only) -> sampling -> the
+first token id back on the host, with the device synchronised at both ends.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import platform
+import sys
+import time
+from typing import Callable
+
+from analyzers.components import RangeKey
+from analyzers.run import Run
+from profiler.errors import UsageError
+from profiler.instrument import instrument
+from profiler.ranges import RangeRecorder
+from profiler.sampling import Sampling
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+H2D, SAMPLING, D2H = RangeKey("h2d"), RangeKey("sampling"), RangeKey("d2h")
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    from profiler import __version__
+
+    return {
+        "ttft_profile": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "platform": platform.platform(),
+    }
+
+
+def _model_device_dtype(model) -> tuple[str, str]:
+    param = next(model.parameters())
+    device = str(param.device)
+    if device == "cuda":
+        device = "cuda:0"
+    return device, str(param.dtype).replace("torch.", "")
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs):
+    """One timed TTFT; returns (ns, outputs). Outputs stay alive until after the clock stops,
+    as a server keeps the KV cache: freeing it is not part of TTFT."""
+    sync()
+    start = time.perf_counter_ns()
+    rec.push(H2D)
+    ids = ids_host.to(device)
+    rec.pop()
+    outputs = model(input_ids=ids, use_cache=True, **forward_kwargs)
+    rec.push(SAMPLING)
+    token = sample(outputs.logits[:, -1, :])
+    rec.pop()
+    rec.push(D2H)
+    token_host = token.to("cpu")  # blocks until the device is done
+    rec.pop()
+    sync()
+    end = time.perf_counter_ns()
+    return end - start, (outputs, token_host)
+
+
+def profile_prefill(
+    model,
+    seq_len: int = 2048,
+    *,
+    batch: int = 1,
+    warmup: int = 2,
+    repeat: int = 5,
+    sampling: Sampling | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    recorder: RangeRecorder | None = None,
+    meta: dict | None = None,
+) -> Run:
+    """Profile the prefill of a causal LM already in memory and return a `Run`.
+
+    `meta` overrides recorded fields (model name, source, layers) that the
+    model object cannot tell.
+    """
+    import torch
+
+    if seq_len < 1:
+        raise UsageError(f"seq_len {seq_len} must be at least 1; pass the prompt length in tokens.")
+    if batch < 1:
+        raise UsageError(f"batch {batch} must be at least 1.")
+    if repeat < 1:
+        raise UsageError(f"--repeat {repeat} must be at least 1; use --repeat 5 or more for a stable p50.")
+    if warmup < 0:
+        raise UsageError(f"--warmup {warmup} is negative; use 0 or more.")
+    sampling = sampling or Sampling()
+    device, dtype = _model_device_dtype(model)
+    config = getattr(model, "config", None)
+    vocab = int(getattr(config, "vocab_size", 32000))
+    generator = torch.Generator().manual_seed(seed)
+    ids_host = torch.randint(0, vocab, (batch, seq_len), generator=generator)
+    sample = sampling.make(device)
+    if device.startswith("cuda"):
+        sync = torch.cuda.synchronize
+    else:
+        def sync():
+            return None
+    keep_last = _accepts_logits_to_keep(model)
+    forward_kwargs = {"logits_to_keep": 1} if keep_last else {}
+    rec = recorder or RangeRecorder()
+    total = warmup + repeat
+    samples: list[int] = []
+    rows: list[dict] = []
+    cold_ns = None
+    with torch.inference_mode(), instrument(model, rec) as info:
+        for step in range(total):
+            measured = step >= warmup
+            try:
+                ns, keep = _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs)
+            except Exception as exc:
+                if _is_oom(exc):
+                    raise MemoryError(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
+                raise
+            del keep
+            times = rec.take()
+            if cold_ns is None:
+                cold_ns = ns
+            if measured:
+                index = len(samples)
+                samples.append(ns)
+                for key, (key_ns, calls) in times.items():
+                    rows.append({"repeat": index, "component": key.component, "layer": key.layer,
+                                 "detail": key.detail, "ns": key_ns, "calls": calls})
+            if progress is not None:
+                progress("repeat" if measured else "warmup", step + 1, total)
+    present = sorted(info.components | {"h2d", "sampling", "d2h"})
+    name = getattr(config, "_name_or_path", "") or type(model).__name__
+    fields = dict(
+        model=name, seq_len=seq_len, batch=batch, dtype=dtype, device=device,
+        device_name=torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.machine(),
+        attn=str(getattr(config, "_attn_implementation", "unknown")), warmup=warmup, repeat=repeat,
+        ttft_ns=samples, cold_ttft_ns=int(cold_ns), component_ns=rows, components_present=present,
+        model_source="in-memory", model_origin=type(model).__name__, random_weights=False,
+        layers_built=int(getattr(config, "num_hidden_layers", 0) or 0),
+        layers_total=int(getattr(config, "num_hidden_layers", 0) or 0),
+        logits_kept="last" if keep_last else "all", sampling=sampling.describe(),
+        timing="host" if device == "cpu" else "host (device synchronised at TTFT ends)",
+        config=config.to_dict() if hasattr(config, "to_dict") else {},
+        versions=_versions(), command=list(sys.argv),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    fields.update(meta or {})
+    return Run(**fields)

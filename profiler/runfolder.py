@@ -1,0 +1,51 @@
+"""Where a run is written, and how a failed run leaves nothing half-written.
+
+A run is saved into a hidden staging folder beside its final place and
+renamed into place only when every file is written, so `analyze` never sees
+a folder that looks whole but is not.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from profiler.errors import UsageError
+
+
+def default_run_dir(root: Path, model: str, seq_len: int) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/")).strip("_") or "model"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = root / f"{slug}-n{seq_len}-{stamp}"
+    suffix = 2
+    while candidate.exists():
+        candidate = root / f"{slug}-n{seq_len}-{stamp}-{suffix}"
+        suffix += 1
+    return candidate
+
+
+class StagedFolder:
+    """A temp folder next to `final` that becomes `final` on commit, or vanishes."""
+
+    def __init__(self, final: Path):
+        self.final = final
+        if final.exists() and (not final.is_dir() or any(final.iterdir())):
+            raise UsageError(f"--out {final} already exists and is not empty; choose a new folder or remove it.")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the run folder under {final.parent} ({exc.strerror}); pass a writable --out."
+            ) from None
+
+    def commit(self) -> Path:
+        if self.final.exists():
+            self.final.rmdir()  # empty by the check above
+        self.path.rename(self.final)
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
