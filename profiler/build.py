@@ -82,22 +82,38 @@ def check_fits(needed: int, available: int | None, device: str) -> None:
 
 
 def _init_random_(model, std: float) -> None:
-    """Fill matrices with uniform noise of the config's std; leave norms and buffers as constructed."""
+    """Fill matrices with uniform noise of the config's std; leave norms and buffers as constructed.
+
+    One block of noise is drawn and tiled: drawing billions of fresh random
+    numbers takes tens of seconds on a CPU, copying is bandwidth-bound, and
+    prefill timing does not depend on the weights' values (only on their not
+    being denormal or NaN, which uniform noise guarantees).
+    """
     import torch
     from torch import nn
 
     bound = std * math.sqrt(3.0)
     generator = torch.Generator(device="cpu").manual_seed(0)
+    noise = torch.empty(_NOISE_BLOCK).uniform_(-bound, bound, generator=generator)
+    blocks: dict[tuple, object] = {}
     with torch.no_grad():
         for module in model.modules():
             for pname, param in module.named_parameters(recurse=False):
-                if isinstance(module, (nn.Linear, nn.Embedding)) or param.dim() >= 2:
-                    if pname == "bias":
-                        param.zero_()
-                    elif param.device.type == "cpu":
-                        param.uniform_(-bound, bound, generator=generator)
-                    else:
-                        param.uniform_(-bound, bound)
+                if not (isinstance(module, (nn.Linear, nn.Embedding)) or param.dim() >= 2):
+                    continue
+                if pname == "bias":
+                    param.zero_()
+                    continue
+                key = (param.dtype, param.device)
+                if key not in blocks:
+                    blocks[key] = noise.to(dtype=param.dtype, device=param.device)
+                block, flat = blocks[key], param.view(-1)
+                for start in range(0, flat.numel(), _NOISE_BLOCK):
+                    chunk = flat[start:start + _NOISE_BLOCK]
+                    chunk.copy_(block[: chunk.numel()])
+
+
+_NOISE_BLOCK = 1 << 22
 
 
 def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn: str) -> BuiltModel:

@@ -93,6 +93,16 @@ def _progress(enabled: bool):
     return bar, update
 
 
+def _with_status(message: str, fn, *args):
+    """Show a spinner on a terminal while a long step (model building) runs."""
+    if not sys.stderr.isatty():
+        return fn(*args)
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        return fn(*args)
+
+
 def cmd_profile(argv: list[str]) -> int:
     args = profile_parser().parse_args(argv)
     from profiler import catalog
@@ -124,7 +134,8 @@ def cmd_profile(argv: list[str]) -> int:
                            "the times cover those layers only.")
         for line in notices:
             print(line, file=sys.stderr)
-        built = builder.build(source, args.layers, dtype, device, args.attn)
+        built = _with_status(f"building {source.name} ({built_layers} of {total_layers} layers, {dtype}) on {device}",
+                             builder.build, source, args.layers, dtype, device, args.attn)
         bar, update = _progress(sys.stderr.isatty())
         from profiler.measure import profile_prefill
 

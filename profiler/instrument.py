@@ -35,7 +35,7 @@ def _module_hooks(rec: RangeRecorder, key: RangeKey):
         rec.push(key)
 
     def post(_module, _args, _output):
-        rec.pop()
+        rec.pop_if(key)
 
     return pre, post
 
@@ -48,7 +48,7 @@ def _layer_hooks(rec: RangeRecorder, layer: int):
         rec.push(key)
 
     def post(_module, _args, _output):
-        rec.pop()
+        rec.pop_if(key)
         rec.layer = None
 
     return pre, post

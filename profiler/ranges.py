@@ -101,6 +101,11 @@ class RangeRecorder:
             total[0] += duration - child_ns
             total[1] += 1
 
+    def pop_if(self, key: RangeKey) -> None:
+        """Pop only a range `key` opened: a post-hook runs even when a pre-hook before ours raised."""
+        if self._stack and self._stack[-1][0] is key:
+            self.pop()
+
     def unwind(self) -> None:
         """Close every open range (after a forward raised) so emitters stay balanced."""
         while self._stack:

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny models built once per session, and the CLI in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_TRACES = ROOT.parent / "shared" / "external-traces"
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """Build (and cache) a tiny built-in model by name."""
+    from profiler.build import build
+    from profiler.catalog import resolve
+
+    cache = {}
+
+    def get(name: str = "tiny-qwen3", attn: str = "sdpa"):
+        if (name, attn) not in cache:
+            cache[(name, attn)] = build(resolve(name), None, "float32", "cpu", attn).model
+        return cache[(name, attn)]
+
+    return get
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `ttft-profile` as a user would: a new process, captured output."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
+    return subprocess.run([sys.executable, "-m", "profiler.cli", *args], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)

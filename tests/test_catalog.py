@@ -1,0 +1,88 @@
+"""Built-in configs are facts: check them against figures published on the model cards."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from profiler.build import estimate_bytes, truncated_config
+from profiler.catalog import builtin_names, resolve
+from profiler.errors import UsageError
+
+REQUIRED = ["Qwen/Qwen3-8B", "meta-llama/Llama-2-7b-hf", "meta-llama/Meta-Llama-3-8B", "Qwen/Qwen2.5-7B",
+            "mistralai/Mistral-7B-v0.1"]
+
+
+def _param_count(name: str) -> int:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = dict(resolve(name).config)
+    config = AutoConfig.for_model(config.pop("model_type"), **config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_required_models_are_built_in():
+    assert set(REQUIRED) <= set(builtin_names())
+
+
+def test_qwen3_8b_config_facts():
+    c = resolve("Qwen/Qwen3-8B").config
+    assert (c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"],
+            c["head_dim"], c["intermediate_size"], c["vocab_size"]) == (36, 4096, 32, 8, 128, 12288, 151936)
+    assert c["tie_word_embeddings"] is False
+    assert c["max_position_embeddings"] == 40960 and c["rope_theta"] == 1_000_000
+
+
+@pytest.mark.parametrize("name,published", [
+    # exact totals from the published safetensors index / model cards
+    ("meta-llama/Llama-2-7b-hf", 6_738_415_616),
+    ("meta-llama/Meta-Llama-3-8B", 8_030_261_248),
+    ("mistralai/Mistral-7B-v0.1", 7_241_732_096),
+    # model cards give rounded figures: Qwen3-8B "8.2B", Qwen2.5-7B "7.61B"
+    ("Qwen/Qwen3-8B", 8.2e9),
+    ("Qwen/Qwen2.5-7B", 7.61e9),
+])
+def test_parameter_counts_match_the_model_cards(name, published):
+    count = _param_count(name)
+    if isinstance(published, int):
+        assert count == published
+    else:
+        assert count == pytest.approx(published, rel=0.01)
+
+
+def test_unknown_model_suggests_the_closest_built_ins():
+    with pytest.raises(UsageError, match="Qwen/Qwen3-8B"):
+        resolve("Qwen/Qwen3-8C")
+
+
+def test_local_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="no config.json"):
+        resolve(str(tmp_path))
+
+
+def test_local_folder_with_config_is_used(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "num_hidden_layers": 2}')
+    source = resolve(str(tmp_path))
+    assert source.kind == "local" and source.random_weights and source.config["num_hidden_layers"] == 2
+
+
+def test_layers_are_cut_and_checked():
+    config = resolve("Qwen/Qwen3-8B").config
+    cut, built, total = truncated_config(config, 2)
+    assert (cut["num_hidden_layers"], built, total) == (2, 2, 36)
+    assert config["num_hidden_layers"] == 36  # the table itself is untouched
+    for bad in (0, 37):
+        with pytest.raises(UsageError, match="outside 1..36"):
+            truncated_config(config, bad)
+
+
+def test_memory_estimate_counts_weights_and_eager_scores():
+    config = resolve("meta-llama/Llama-2-7b-hf").config
+    # weights: 6,738,415,616 params x 2 bytes (the estimate leaves out the norms' 2*d per layer
+    # it double counts, a rounding of < 0.01%)
+    base = estimate_bytes(config, 1, 1, "float16", "sdpa")
+    assert base == pytest.approx(6_738_415_616 * 2, rel=1e-3)
+    # eager at n=4096 adds H*n*n scores in fp16 plus their fp32 softmax: 32 * 4096^2 * (2 + 4) bytes
+    eager = estimate_bytes(config, 4096, 1, "float16", "eager") - estimate_bytes(config, 4096, 1, "float16", "sdpa")
+    assert eager == 32 * 4096 * 4096 * 6
