@@ -53,9 +53,9 @@ def render_table(run: Run, console) -> None:
 
     stats = ttft_stats(run)
     table = breakdown(run)
-    title = (f"{headline(run)} · n={run.seq_len} b={run.batch} · {run.dtype} · {run.device} "
-             f"({run.device_name}) · attn={run.attn}")
-    grid = Table(title=title, title_justify="left", show_footer=True, pad_edge=False)
+    console.print(f"[bold]{headline(run)}[/] · n={run.seq_len} b={run.batch} · {run.dtype} · attn={run.attn}")
+    console.print(f"{run.device}: {run.device_name}")
+    grid = Table(show_footer=True, pad_edge=False)
     grid.add_column("component", footer="TTFT (p50)")
     grid.add_column("ms", justify="right", footer=_ms(stats["p50_ms"]))
     grid.add_column("share", justify="right", footer="100.0%")

@@ -187,7 +187,7 @@ def cmd_models(argv: list[str]) -> int:
     table = Table(title="built-in models (configs only; weights come from a local folder or the HF cache)",
                   title_justify="left")
     for column in ("name", "type", "layers", "hidden", "heads/kv", "intermediate", "vocab", "max pos"):
-        table.add_column(column, justify="left" if column in ("name", "type") else "right")
+        table.add_column(column, justify="left" if column in ("name", "type") else "right", no_wrap=column == "name")
     for name in catalog.builtin_names():
         c = catalog.builtin_entry(name)["config"]
         heads = c["num_attention_heads"]
