@@ -127,7 +127,15 @@ def profile_prefill(
             return None
     keep_last = _accepts_logits_to_keep(model)
     forward_kwargs = {"logits_to_keep": 1} if keep_last else {}
-    rec = recorder or RangeRecorder()
+    on_gpu = device.startswith("cuda")
+    if recorder is None:
+        if on_gpu:
+            from profiler.event_ranges import EventRangeRecorder
+
+            recorder = EventRangeRecorder()
+        else:
+            recorder = RangeRecorder()
+    rec = recorder
     total = warmup + repeat
     samples: list[int] = []
     rows: list[dict] = []
@@ -164,7 +172,7 @@ def profile_prefill(
         layers_built=int(getattr(config, "num_hidden_layers", 0) or 0),
         layers_total=int(getattr(config, "num_hidden_layers", 0) or 0),
         logits_kept="last" if keep_last else "all", sampling=sampling.describe(),
-        timing="host" if device == "cpu" else "host (device synchronised at TTFT ends)",
+        timing="cuda-events" if type(rec).__name__ == "EventRangeRecorder" else "host",
         config=config.to_dict() if hasattr(config, "to_dict") else {},
         versions=_versions(), command=list(sys.argv),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

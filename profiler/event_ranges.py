@@ -1,0 +1,67 @@
+"""Ranges timed on the device's own clock, with CUDA events.
+
+On a GPU the host returns from a kernel launch long before the kernel runs,
+so host time inside a range measures launches, not work. Each range instead
+records an event into the stream at push and at pop; the events are read
+after the repeat, when the caller has synchronised at the end of TTFT, so no
+synchronisation ever happens inside the forward.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from analyzers.components import RangeKey
+from profiler.ranges import RangeRecorder
+
+
+def _cuda_event():
+    import torch
+
+    return torch.cuda.Event(enable_timing=True)
+
+
+class EventRangeRecorder(RangeRecorder):
+    """Same interface as RangeRecorder; exclusive times come from event pairs at `take()`."""
+
+    def __init__(self, new_event: Callable[[], object] = _cuda_event, nvtx_on: bool = True,
+                 record_function_on: bool = True):
+        super().__init__(nvtx_on=nvtx_on, record_function_on=record_function_on)
+        self._new_event = new_event
+        self._pool: list = []
+        # Each span: [key, start_event, end_event, parent_span_index]
+        self._spans: list[list] = []
+
+    def _event(self):
+        event = self._pool.pop() if self._pool else self._new_event()
+        event.record()
+        return event
+
+    def push(self, key: RangeKey) -> None:
+        handle = self._emit.enter(key)
+        parent = self._stack[-1][1] if self._stack else -1
+        self._spans.append([key, self._event(), None, parent])
+        # frame: [key, span_index, unused, emitter_handle], key first as the base class expects
+        self._stack.append([key, len(self._spans) - 1, 0, handle])
+
+    def pop(self) -> None:
+        key, index, _unused, handle = self._stack.pop()
+        self._spans[index][2] = self._event()
+        self._emit.exit(handle)
+
+    def take(self) -> dict[RangeKey, tuple[int, int]]:
+        """Read every event pair (the caller has synchronised) and return exclusive ns per key."""
+        if self._stack:
+            raise RuntimeError("ranges still open: take() called inside a range")
+        spans, self._spans = self._spans, []
+        durations = [int(round(start.elapsed_time(end) * 1e6)) for _key, start, end, _parent in spans]
+        child_ns = [0] * len(spans)
+        for i, span in enumerate(spans):
+            if span[3] >= 0:
+                child_ns[span[3]] += durations[i]
+        totals: dict[RangeKey, list[int]] = {}
+        for i, (key, start, end, _parent) in enumerate(spans):
+            total = totals.setdefault(key, [0, 0])
+            total[0] += durations[i] - child_ns[i]
+            total[1] += 1
+            self._pool.extend((start, end))
+        return {k: (v[0], v[1]) for k, v in totals.items()}
