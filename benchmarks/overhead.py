@@ -71,7 +71,7 @@ def main() -> None:
             for name, fn in order:
                 times[name].append(fn())
     plain_ns, instr_ns = times["plain"], times["instrumented"]
-    paired = sorted(b / a for a, b in zip(plain_ns, instr_ns))
+    paired = sorted(b / a for a, b in zip(plain_ns, instr_ns, strict=True))
     quartiles = statistics.quantiles(paired, n=4)
     p, q = statistics.median(plain_ns), statistics.median(instr_ns)
     print(f"model {args.model}, --len {args.seq_len}, {args.pairs} alternating pairs "

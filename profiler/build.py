@@ -8,6 +8,7 @@ CPU, not a default init that runs kaiming on every matrix.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import math
 from dataclasses import dataclass
@@ -135,10 +136,15 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             if source.weights_dir is not None:
+                # Straight onto the device when accelerate is there; else through host memory
+                # (accelerate is optional: one more dependency for one code path).
+                direct = device != "cpu" and importlib.util.find_spec("accelerate") is not None
                 model = AutoModelForCausalLM.from_pretrained(
                     source.weights_dir, config=config, dtype=torch_dtype, attn_implementation=attn,
-                    device_map=device, local_files_only=True,
+                    local_files_only=True, **({"device_map": device} if direct else {}),
                 )
+                if device != "cpu" and not direct:
+                    model.to(device)
             else:
                 from transformers.initialization import no_init_weights
 

@@ -86,3 +86,35 @@ def test_memory_estimate_counts_weights_and_eager_scores():
     # eager at n=4096 adds H*n*n scores in fp16 plus their fp32 softmax: 32 * 4096^2 * (2 + 4) bytes
     eager = estimate_bytes(config, 4096, 1, "float16", "eager") - estimate_bytes(config, 4096, 1, "float16", "sdpa")
     assert eager == 32 * 4096 * 4096 * 6
+
+
+def test_local_folder_with_safetensors_loads_the_real_weights(tmp_path, tiny_model):
+    from profiler.build import build
+
+    saved = tiny_model("tiny-llama")
+    saved.save_pretrained(tmp_path / "m")
+    source = resolve(str(tmp_path / "m"))
+    assert source.kind == "local" and not source.random_weights
+    loaded = build(source, None, "float32", "cpu", "sdpa").model
+    for (name, a), (_, b) in zip(saved.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    # --layers on real weights keeps the first layers' weights
+    two = build(source, 2, "float32", "cpu", "sdpa").model
+    assert len(two.model.layers) == 2
+    assert torch.equal(two.model.layers[1].mlp.up_proj.weight, saved.model.layers[1].mlp.up_proj.weight)
+
+
+def test_hub_id_in_the_local_cache_wins_over_the_table(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "models--Qwen--Qwen3-8B" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "models--Qwen--Qwen3-8B" / "refs").mkdir()
+    (tmp_path / "models--Qwen--Qwen3-8B" / "refs" / "main").write_text("abc123")
+    (snapshot / "config.json").write_text('{"model_type": "qwen3", "num_hidden_layers": 3}')
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    source = resolve("Qwen/Qwen3-8B")
+    assert source.kind == "hf-cache" and source.config["num_hidden_layers"] == 3
+    assert source.random_weights  # config cached, no safetensors
+    (snapshot / "model.safetensors").write_bytes(b"")
+    assert not resolve("Qwen/Qwen3-8B").random_weights
