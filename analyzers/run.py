@@ -53,6 +53,10 @@ class Run:
     command: list[str] = field(default_factory=list)
     created: str = ""
     notices: list[str] = field(default_factory=list)
+    # the extra prefill run under torch.profiler (not among the timed repeats), and its trace
+    profiled_ttft_ns: int | None = None
+    profiled_component_ns: list[dict] = field(default_factory=list)
+    trace_file: str | None = None
     path: str | None = None
 
     def breakdown(self):

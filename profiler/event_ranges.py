@@ -37,16 +37,21 @@ class EventRangeRecorder(RangeRecorder):
         return event
 
     def push(self, key: RangeKey) -> None:
-        handle = self._emit.enter(key)
+        self._emit.nvtx_push(key)
+        rf = self._emit.profiler_range(key)
+        if rf is not None:
+            rf.__enter__()
         parent = self._stack[-1][1] if self._stack else -1
         self._spans.append([key, self._event(), None, parent])
-        # frame: [key, span_index, unused, emitter_handle], key first as the base class expects
-        self._stack.append([key, len(self._spans) - 1, 0, handle])
+        # frame: [key, span_index, unused, profiler_range], key first as the base class expects
+        self._stack.append([key, len(self._spans) - 1, 0, rf])
 
     def pop(self) -> None:
-        key, index, _unused, handle = self._stack.pop()
+        key, index, _unused, rf = self._stack.pop()
         self._spans[index][2] = self._event()
-        self._emit.exit(handle)
+        if rf is not None:
+            rf.__exit__(None, None, None)
+        self._emit.nvtx_pop()
 
     def take(self) -> dict[RangeKey, tuple[int, int]]:
         """Read every event pair (the caller has synchronised) and return exclusive ns per key."""

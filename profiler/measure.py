@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import os
 import platform
 import sys
 import time
@@ -96,12 +97,15 @@ def profile_prefill(
     seed: int = 0,
     progress: Progress | None = None,
     recorder: RangeRecorder | None = None,
+    trace_dir: str | None = None,
     meta: dict | None = None,
 ) -> Run:
     """Profile the prefill of a causal LM already in memory and return a `Run`.
 
-    `meta` overrides recorded fields (model name, source, layers) that the
-    model object cannot tell.
+    With `trace_dir`, one more prefill runs under torch.profiler after the
+    timed ones and its trace is written there as `trace.json.gz` (save the
+    Run into the same folder). `meta` overrides recorded fields (model name,
+    source, layers) that the model object cannot tell.
     """
     import torch
 
@@ -136,31 +140,37 @@ def profile_prefill(
         else:
             recorder = RangeRecorder()
     rec = recorder
-    total = warmup + repeat
+    total = warmup + repeat + (1 if trace_dir is not None else 0)
     samples: list[int] = []
     rows: list[dict] = []
     cold_ns = None
+    traced: dict = {}
+
+    def prefill():
+        try:
+            return _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise MemoryError(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
+            raise
+
     with torch.inference_mode(), instrument(model, rec) as info:
-        for step in range(total):
+        for step in range(warmup + repeat):
             measured = step >= warmup
-            try:
-                ns, keep = _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs)
-            except Exception as exc:
-                if _is_oom(exc):
-                    raise MemoryError(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
-                raise
+            ns, keep = prefill()
             del keep
             times = rec.take()
             if cold_ns is None:
                 cold_ns = ns
             if measured:
-                index = len(samples)
+                rows.extend(_rows(times, len(samples)))
                 samples.append(ns)
-                for key, (key_ns, calls) in times.items():
-                    rows.append({"repeat": index, "component": key.component, "layer": key.layer,
-                                 "detail": key.detail, "ns": key_ns, "calls": calls})
             if progress is not None:
                 progress("repeat" if measured else "warmup", step + 1, total)
+        if trace_dir is not None:
+            traced = _traced_repeat(prefill, rec, device.startswith("cuda"), trace_dir)
+            if progress is not None:
+                progress("trace", total, total)
     present = sorted(info.components | {"h2d", "sampling", "d2h"})
     name = getattr(config, "_name_or_path", "") or type(model).__name__
     fields = dict(
@@ -177,5 +187,29 @@ def profile_prefill(
         versions=_versions(), command=list(sys.argv),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    fields.update(traced)
     fields.update(meta or {})
     return Run(**fields)
+
+
+def _rows(times: dict, repeat: int) -> list[dict]:
+    return [{"repeat": repeat, "component": key.component, "layer": key.layer, "detail": key.detail,
+             "ns": ns, "calls": calls} for key, (ns, calls) in times.items()]
+
+
+def _traced_repeat(prefill, rec, on_gpu: bool, trace_dir: str) -> dict:
+    """One prefill under torch.profiler; its own range times are kept to check the trace against."""
+    from analyzers.trace_export import finalize_trace
+    from profiler.capture import profiled_call
+
+    raw = os.path.join(trace_dir, ".trace.raw.json")
+    try:
+        ns, keep = profiled_call(prefill, on_gpu, raw)
+        del keep
+        times = rec.take()
+        finalize_trace(raw, os.path.join(trace_dir, "trace.json.gz"),
+                       metadata={"profiled_ttft_ns": ns, "producer": "ttft-profile"})
+    finally:
+        if os.path.exists(raw):
+            os.remove(raw)
+    return {"profiled_ttft_ns": ns, "profiled_component_ns": _rows(times, 0), "trace_file": "trace.json.gz"}
