@@ -44,13 +44,17 @@ def ttft_stats(run: Run) -> dict:
     return stats
 
 
+def remainder_component(run: Run) -> str:
+    return "host_gap" if run.timing == "cuda-events" else "other"
+
+
 def _per_repeat(run: Run) -> pd.DataFrame:
-    """ns per (repeat, component), with `other` = TTFT minus everything claimed."""
+    """ns per (repeat, component), with the remainder = TTFT minus everything claimed."""
     rows = pd.DataFrame(run.component_ns, columns=["repeat", "component", "layer", "detail", "ns", "calls"])
     claimed = rows.groupby("repeat")["ns"].sum() if len(rows) else pd.Series(dtype="int64")
     other = pd.DataFrame({
         "repeat": range(len(run.ttft_ns)),
-        "component": "other",
+        "component": remainder_component(run),
         "ns": [t - int(claimed.get(i, 0)) for i, t in enumerate(run.ttft_ns)],
         "calls": 0,
     })
@@ -67,7 +71,7 @@ def breakdown(run: Run) -> pd.DataFrame:
     layered = mine.dropna(subset=["layer"]).groupby("component")
     layers, layered_ns = layered["layer"].nunique(), layered["ns"].sum()
     spread = per_repeat.groupby(["repeat", "component"])["ns"].sum().unstack(fill_value=0)
-    present = set(run.components_present) | {"other"}
+    present = set(run.components_present) | {remainder_component(run)}
     out = []
     for comp in COMPONENTS:
         ms = float(by_comp["ns"].get(comp, 0)) / 1e6

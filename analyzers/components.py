@@ -22,12 +22,18 @@ COMPONENTS: tuple[str, ...] = (
     "lm_head",
     "sampling",
     "d2h",
+    "host_gap",
     "other",
 )
 
 # Components that only some architectures have: absent ones are reported as
 # absent rather than as a zero that looks like a measurement.
 OPTIONAL_COMPONENTS = frozenset({"qk_norm"})
+
+# Rows no range claims: what is left of the TTFT. On the host clock that is
+# `other`; on a device clock (CUDA events) it is mostly the device idle,
+# waiting for the host, hence `host_gap`.
+REMAINDERS = frozenset({"other", "host_gap"})
 
 # Fixed colours (0xRRGGBB) so a component looks the same in every Nsight or
 # Perfetto session.
@@ -45,6 +51,7 @@ COLOURS: dict[str, int] = {
     "lm_head": 0x8E24AA,
     "sampling": 0xF4511E,
     "d2h": 0x757575,
+    "host_gap": 0xFFFFFF,
     "other": 0xBDBDBD,
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from analyzers.breakdown import breakdown, ttft_stats
+from analyzers.components import REMAINDERS
 from analyzers.run import Run
 
 
@@ -64,6 +65,8 @@ def render_table(run: Run, console) -> None:
     grid.add_column("min–max ms", justify="right")
     for row in table.itertuples():
         if not row.present:
+            if row.component in REMAINDERS:
+                continue
             grid.add_row(row.component, "absent", "", "", "", "", style="dim")
             continue
         per_layer = "" if math.isnan(row.ms_per_layer) else _ms(row.ms_per_layer)

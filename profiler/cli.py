@@ -33,7 +33,8 @@ def profile_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="ttft-profile", description=(
         "Profile where an LLM's time to first token goes during prefill. "
-        "Subcommands: `ttft-profile models` lists the built-in models."))
+        "Subcommands: `ttft-profile models` lists the built-in models; "
+        "`ttft-profile analyze PATH` breaks down a run folder or any torch.profiler trace."))
     p.add_argument("--model", default=default_model(),
                    help="built-in name, local folder with config.json, or hub id (default: %(default)s)")
     p.add_argument("--len", dest="seq_len", type=_token_count, default=2048,
@@ -51,6 +52,10 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="run folder to write (default: traces/<model>-n<len>-<time>)")
     p.add_argument("--allow-long", action="store_true", help="allow --len above the model's max_position_embeddings")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout instead of the table")
+    p.add_argument("--no-trace", action="store_true",
+                   help="skip the extra prefill under torch.profiler that writes trace.json.gz")
+    p.add_argument("--nvtx-only", action="store_true",
+                   help="NVTX ranges only, no torch.profiler (for `nsys profile -t cuda,nvtx ttft-profile ...`)")
     return p
 
 
@@ -103,6 +108,17 @@ def _with_status(message: str, fn, *args):
         return fn(*args)
 
 
+def _nvtx_only_recorder(device: str):
+    """Under Nsight Systems CUPTI serves nsys, so torch.profiler stays out entirely."""
+    if device.startswith("cuda"):
+        from profiler.event_ranges import EventRangeRecorder
+
+        return EventRangeRecorder(record_function_on=False)
+    from profiler.ranges import RangeRecorder
+
+    return RangeRecorder(record_function_on=False)
+
+
 def cmd_profile(argv: list[str]) -> int:
     args = profile_parser().parse_args(argv)
     from profiler import catalog
@@ -139,12 +155,15 @@ def cmd_profile(argv: list[str]) -> int:
         bar, update = _progress(sys.stderr.isatty())
         from profiler.measure import profile_prefill
 
+        recorder = _nvtx_only_recorder(device) if args.nvtx_only else None
+
         try:
             if bar is not None:
                 bar.start()
             run = profile_prefill(
                 built.model, args.seq_len, batch=args.batch, warmup=args.warmup, repeat=args.repeat,
                 sampling=sampling, seed=args.seed, progress=update,
+                trace_dir=None if (args.no_trace or args.nvtx_only) else str(staged.path), recorder=recorder,
                 meta=dict(model=source.name, model_source=source.kind, model_origin=source.origin,
                           random_weights=source.random_weights, layers_built=built_layers,
                           layers_total=total_layers, device_name=info.name, config=source.config,
@@ -199,7 +218,45 @@ def cmd_models(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models}
+def cmd_analyze(argv: list[str]) -> int:
+    """Re-render a run folder, or attribute any Kineto trace; never imports torch."""
+    parser = _Parser(prog="ttft-profile analyze", description=(
+        "Break down a saved run folder, or a torch.profiler (Kineto) trace made by ttft-profile or anything else."))
+    parser.add_argument("path", type=Path, help="a run folder or a trace (.json or .json.gz)")
+    parser.add_argument("--top", type=int, default=10, help="rows in the top-kernel and annotation tables")
+    parser.add_argument("--json", action="store_true", help="print the tables as JSON on stdout")
+    args = parser.parse_args(argv)
+    from analyzers.analyze import analyze_trace, render_trace_report, trace_report_json
+    from analyzers.run import RunFormatError, load_run
+    from analyzers.trace import TraceFormatError
+
+    if not args.path.exists():
+        raise UsageError(f"{args.path} does not exist; pass a run folder or a trace file.")
+    try:
+        if args.path.is_dir():
+            run = load_run(args.path)
+            report = None
+        else:
+            report = analyze_trace(args.path, top=args.top)
+    except (RunFormatError, TraceFormatError) as exc:
+        raise UsageError(str(exc).rstrip(".") + ".") from None
+    from rich.console import Console
+
+    if report is None:
+        from analyzers.render import render_table, summary
+
+        if args.json:
+            print(json.dumps(summary(run), indent=1))
+        else:
+            render_table(run, Console())
+    elif args.json:
+        print(json.dumps(trace_report_json(report), indent=1))
+    else:
+        render_trace_report(report, Console())
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

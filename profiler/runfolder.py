@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from analyzers.atomic import umask_mode
 from profiler.errors import UsageError
 
 
@@ -36,6 +37,7 @@ class StagedFolder:
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+            self.path.chmod(umask_mode(0o777))
         except OSError as exc:
             raise UsageError(
                 f"cannot write the run folder under {final.parent} ({exc.strerror}); pass a writable --out."

@@ -116,3 +116,13 @@ def test_analyzers_work_without_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     ms_by_component = json.loads(out.stdout)
     assert ms_by_component["mlp"] == pytest.approx(4) and ms_by_component["other"] == pytest.approx(6)
+
+
+def test_device_clock_runs_call_the_remainder_host_gap():
+    ms = 1_000_000
+    run = make_run([50 * ms], [row(0, "mlp", 30 * ms), row(0, "attention", 12 * ms)])
+    run.timing = "cuda-events"
+    table = breakdown(run).set_index("component")
+    assert table.loc["host_gap", "ms"] == pytest.approx(8) and bool(table.loc["host_gap", "present"])
+    assert table.loc["other", "ms"] == 0 and not bool(table.loc["other", "present"])
+    assert table["ms"].sum() == pytest.approx(50)
