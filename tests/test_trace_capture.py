@@ -16,7 +16,8 @@ from tests.conftest import ROOT, SHARED_TRACES, run_cli
 @pytest.fixture(scope="module")
 def traced_run(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("traced")
-    run = profile_prefill(tiny_model("tiny-qwen3"), 256, warmup=1, repeat=2, trace_dir=str(folder))
+    # 2048 tokens: components of milliseconds, so 1% is well above the stamps' jitter
+    run = profile_prefill(tiny_model("tiny-qwen3"), 2048, warmup=1, repeat=1, trace_dir=str(folder))
     run.save(folder)
     events = json.loads(gzip.decompress((folder / "trace.json.gz").read_bytes()))["traceEvents"]
     return run, folder, events
@@ -72,9 +73,10 @@ def test_analyze_agrees_with_the_run_on_the_profiled_repeat(traced_run):
         from_run[row["component"]] += row["ns"] / 1e6
     assert set(from_trace.index) == set(from_run)
     for component, ms in from_run.items():
-        # within 1%, or 10 us for the microsecond-sized ranges (h2d, d2h) whose two ends
-        # are each known to the profiler's stamp only within the enter/exit call
-        assert abs(from_trace[component] - ms) <= max(0.01 * ms, 0.010), component
+        # within 1%, or 30 us for sub-millisecond ranges (h2d, sampling, d2h): the profiler
+        # stamps each end somewhere inside a ~1 us enter/exit call, and a preemption inside
+        # that call (seen: up to ~25 us on a busy 2-core machine) moves one end
+        assert abs(from_trace[component] - ms) <= max(0.01 * ms, 0.030), component
     assert from_trace.sum() == pytest.approx(sum(from_run.values()), rel=0.01)
 
 
