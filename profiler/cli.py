@@ -59,6 +59,15 @@ def profile_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_attn(attn: str) -> None:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    known = sorted({"eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()})
+    if attn not in known:
+        raise UsageError(f"--attn {attn!r} is not an attention implementation transformers knows; "
+                         f"use one of {', '.join(known)}.")
+
+
 def _check_args(args, config: dict) -> list[str]:
     notices = []
     if args.seq_len < 1:
@@ -69,6 +78,7 @@ def _check_args(args, config: dict) -> list[str]:
         raise UsageError(f"--repeat {args.repeat} must be at least 1; use 5 or more for a stable p50.")
     if args.warmup < 0:
         raise UsageError(f"--warmup {args.warmup} is negative; use 0 or more.")
+    _check_attn(args.attn)
     limit = config.get("max_position_embeddings")
     if limit and args.seq_len > int(limit):
         if not args.allow_long:

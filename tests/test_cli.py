@@ -72,6 +72,8 @@ BAD_INPUT = [
     (["--device", "cuda"], "--device cuda"),
     (["--len", "many"], "not a whole number"),
     (["--bogus"], "unrecognized arguments"),
+    (["--attn", "bogus"], "--attn 'bogus' is not an attention implementation"),
+    (["--top-p", "2", "--temperature", "1"], "--top-p 2.0"),
     # eager attention at 128K materialises 28 x 131072^2 scores: terabytes
     (["--model", "Qwen/Qwen2.5-7B", "--layers", "1", "--len", "131072", "--attn", "eager"], "needs roughly"),
 ]
