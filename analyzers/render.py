@@ -5,6 +5,8 @@ import math
 
 from analyzers.breakdown import breakdown, ttft_stats
 from analyzers.components import REMAINDERS
+from analyzers.render_roofline import roofline_columns
+from analyzers.roofline import ttft_floor_ms
 from analyzers.run import Run
 
 
@@ -44,6 +46,18 @@ def summary(run: Run) -> dict:
     }
 
 
+def _roofline(run: Run):
+    """(roofline table or None, a line saying why there is none)."""
+    if not run.ceilings:
+        return None, "no roofline: no ceilings for this device; run `ttft-profile calibrate` once, or pass --gpu NAME"
+    from analyzers.roofline import run_roofline
+
+    try:
+        return run_roofline(run), None
+    except ValueError as exc:
+        return None, f"no roofline: {exc}"
+
+
 def _ms(value: float) -> str:
     return f"{value:,.3f}" if value < 10 else f"{value:,.2f}" if value < 1000 else f"{value:,.0f}"
 
@@ -63,17 +77,31 @@ def render_table(run: Run, console) -> None:
     grid.add_column("calls", justify="right")
     grid.add_column("ms/layer", justify="right")
     grid.add_column("min–max ms", justify="right")
+    roof, roof_note = _roofline(run)
+    extra = roofline_columns(roof) if roof is not None else {}
+    extra_names = ["GFLOP", "MB", "bound", "floor ms", "eff"] if extra else []
+    for name in extra_names:
+        footer = _ms(ttft_floor_ms(roof)) if name == "floor ms" else ""
+        grid.add_column(name, justify="left" if name == "bound" else "right", footer=footer)
     for row in table.itertuples():
         if not row.present:
             if row.component in REMAINDERS:
                 continue
-            grid.add_row(row.component, "absent", "", "", "", "", style="dim")
+            grid.add_row(row.component, "absent", *[""] * (4 + len(extra_names)), style="dim")
             continue
         per_layer = "" if math.isnan(row.ms_per_layer) else _ms(row.ms_per_layer)
+        more = [extra.get(row.component, {}).get(name, "") for name in extra_names]
         grid.add_row(row.component, _ms(row.ms), f"{100 * row.share:.1f}%",
                      str(row.calls) if row.calls else "", per_layer,
-                     f"{_ms(row.ms_min)}–{_ms(row.ms_max)}")
+                     f"{_ms(row.ms_min)}–{_ms(row.ms_max)}", *more)
     console.print(grid)
+    if roof is not None:
+        floor = ttft_floor_ms(roof)
+        console.print(f"TTFT floor {_ms(floor)} ms against {_ms(stats['p50_ms'])} ms measured "
+                      f"({100 * floor / stats['p50_ms']:.0f}% of the hardware's limit); "
+                      f"{run.ceilings['source']} ({run.ceilings['device_name']})")
+    elif roof_note:
+        console.print(roof_note)
     spread = f"min {_ms(stats['min_ms'])}, max {_ms(stats['max_ms'])}"
     if "p90_ms" in stats:
         spread += f", p90 {_ms(stats['p90_ms'])}"

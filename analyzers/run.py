@@ -57,6 +57,8 @@ class Run:
     profiled_ttft_ns: int | None = None
     profiled_component_ns: list[dict] = field(default_factory=list)
     trace_file: str | None = None
+    # the ceilings the roofline divides by (analyzers.ceilings.Ceilings as a dict), if any
+    ceilings: dict | None = None
     path: str | None = None
 
     def breakdown(self):
@@ -96,6 +98,15 @@ class Run:
 
         atomic.write_text(folder / "breakdown.csv", _csv(self.breakdown()))
         atomic.write_text(folder / "breakdown_layers.csv", _csv(layer_breakdown(self)))
+        if self.ceilings:
+            from analyzers.roofline import run_roofline
+
+            try:
+                table = run_roofline(self)
+            except ValueError as exc:  # a config the FLOP model cannot read: keep the run, say why
+                self.notices.append(f"no roofline: {exc}")
+            else:
+                atomic.write_text(folder / "roofline.csv", _csv(table))
         # run.json last: its presence marks a complete folder.
         atomic.write_text(folder / "run.json", json.dumps(self.to_dict(), indent=1) + "\n")
         self.path = str(folder)

@@ -150,6 +150,7 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
 
                 with torch.device(device), no_init_weights():
                     model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn)
+                model.tie_weights()  # no_init_weights also skips tying: Gemma's lm_head must be its embedding
                 _init_random_(model, float(config_dict.get("initializer_range", 0.02)))
     except (ValueError, ImportError) as exc:
         first = str(exc).splitlines()[0]

@@ -10,14 +10,10 @@ import json
 import sys
 from pathlib import Path
 
+from profiler.errors import ArgParser as _Parser
 from profiler.errors import UsageError
 
 EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one sentence, not argparse's usage dump
-        raise UsageError(f"{message}; see `{self.prog} --help`.")
 
 
 def _token_count(text: str) -> int:
@@ -52,6 +48,8 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="run folder to write (default: traces/<model>-n<len>-<time>)")
     p.add_argument("--allow-long", action="store_true", help="allow --len above the model's max_position_embeddings")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout instead of the table")
+    p.add_argument("--gpu", default=None,
+                   help="roofline ceilings from this GPU's datasheet (default: calibrated, else detected)")
     p.add_argument("--no-trace", action="store_true",
                    help="skip the extra prefill under torch.profiler that writes trace.json.gz")
     p.add_argument("--nvtx-only", action="store_true",
@@ -118,6 +116,16 @@ def _with_status(message: str, fn, *args):
         return fn(*args)
 
 
+def _ceilings(device_name: str, device: str, gpu: str | None):
+    from analyzers import ceilings as ceiling_table
+    from analyzers.hardware import HardwareError
+
+    try:
+        return ceiling_table.choose(device_name, device.startswith("cuda"), gpu)
+    except HardwareError as exc:
+        raise UsageError(str(exc).rstrip(".") + ".") from None
+
+
 def _nvtx_only_recorder(device: str):
     """Under Nsight Systems CUPTI serves nsys, so torch.profiler stays out entirely."""
     if device.startswith("cuda"):
@@ -151,6 +159,7 @@ def cmd_profile(argv: list[str]) -> int:
         info = dev.describe(device)
         needed = builder.estimate_bytes(config, args.seq_len, args.batch, dtype, args.attn)
         builder.check_fits(needed, info.available_memory_bytes, device)
+        ceilings, _why = _ceilings(info.name, device, args.gpu)
         if source.random_weights:
             where = "built in" if source.kind == "builtin" else source.kind
             notices.append(f"note: {source.name}: no weights found, built from its config ({where}) with random "
@@ -177,7 +186,8 @@ def cmd_profile(argv: list[str]) -> int:
                 meta=dict(model=source.name, model_source=source.kind, model_origin=source.origin,
                           random_weights=source.random_weights, layers_built=built_layers,
                           layers_total=total_layers, device_name=info.name, config=source.config,
-                          notices=notices, command=["ttft-profile", *argv]),
+                          notices=notices, command=["ttft-profile", *argv],
+                          ceilings=ceilings.to_dict() if ceilings else None),
             )
         except MemoryError as exc:
             raise UsageError(
@@ -205,73 +215,16 @@ def cmd_profile(argv: list[str]) -> int:
     return 0
 
 
-def cmd_models(argv: list[str]) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _commands():
+    from profiler import commands
 
-    from profiler import catalog
-
-    if argv:
-        raise UsageError(f"`ttft-profile models` takes no arguments, got {' '.join(argv)!r}.")
-    table = Table(title="built-in models (configs only; weights come from a local folder or the HF cache)",
-                  title_justify="left")
-    for column in ("name", "type", "layers", "hidden", "heads/kv", "intermediate", "vocab", "max pos"):
-        table.add_column(column, justify="left" if column in ("name", "type") else "right", no_wrap=column == "name")
-    for name in catalog.builtin_names():
-        c = catalog.builtin_entry(name)["config"]
-        heads = c["num_attention_heads"]
-        table.add_row(name, c["model_type"], str(c["num_hidden_layers"]), str(c["hidden_size"]),
-                      f"{heads}/{c.get('num_key_value_heads', heads)}", str(c["intermediate_size"]),
-                      str(c["vocab_size"]), str(c.get("max_position_embeddings", "")))
-    Console().print(table)
-    print(f"default: {catalog.default_model()}")
-    return 0
-
-
-def cmd_analyze(argv: list[str]) -> int:
-    """Re-render a run folder, or attribute any Kineto trace; never imports torch."""
-    parser = _Parser(prog="ttft-profile analyze", description=(
-        "Break down a saved run folder, or a torch.profiler (Kineto) trace made by ttft-profile or anything else."))
-    parser.add_argument("path", type=Path, help="a run folder or a trace (.json or .json.gz)")
-    parser.add_argument("--top", type=int, default=10, help="rows in the top-kernel and annotation tables")
-    parser.add_argument("--json", action="store_true", help="print the tables as JSON on stdout")
-    args = parser.parse_args(argv)
-    from analyzers.analyze import analyze_trace, render_trace_report, trace_report_json
-    from analyzers.run import RunFormatError, load_run
-    from analyzers.trace import TraceFormatError
-
-    if not args.path.exists():
-        raise UsageError(f"{args.path} does not exist; pass a run folder or a trace file.")
-    try:
-        if args.path.is_dir():
-            run = load_run(args.path)
-            report = None
-        else:
-            report = analyze_trace(args.path, top=args.top)
-    except (RunFormatError, TraceFormatError) as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
-    from rich.console import Console
-
-    if report is None:
-        from analyzers.render import render_table, summary
-
-        if args.json:
-            print(json.dumps(summary(run), indent=1))
-        else:
-            render_table(run, Console())
-    elif args.json:
-        print(json.dumps(trace_report_json(report), indent=1))
-    else:
-        render_trace_report(report, Console())
-    return 0
-
-
-COMMANDS = {"models": cmd_models, "analyze": cmd_analyze}
+    return {"models": commands.cmd_models, "analyze": commands.cmd_analyze,
+            "calibrate": commands.cmd_calibrate, "predict": commands.cmd_predict}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = COMMANDS.get(argv[0]) if argv else None
+    command = _commands().get(argv[0]) if argv else None
     try:
         return command(argv[1:]) if command else cmd_profile(argv)
     except UsageError as exc:

@@ -114,3 +114,9 @@ def test_everything_is_removed_even_when_the_forward_raises(tiny_model):
     assert rec.depth == 0
     assert not any(hasattr(getattr(sys.modules[m.__module__], "apply_rotary_pos_emb", None), "__ttft_original__")
                    for m in [type(x) for x in model.modules()])
+
+
+def test_tied_embeddings_are_one_tensor(tiny_model):
+    # Gemma ties lm_head to the input embedding; a built model must too (one matrix, read once)
+    model = tiny_model("tiny-gemma")
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()

@@ -1,0 +1,230 @@
+"""The FLOP and byte model of one prefill, per component (docs/roofline.md has the maths).
+
+Units and conventions, chosen to agree with `torch.utils.flop_counter`:
+- FLOPs count a multiply-add as 2. A linear layer is its matmul, 2·b·n·in·out,
+  exactly; its bias add (b·n·out) is not counted, as FlopCounterMode counts
+  `addmm` as the matmul alone. Elementwise work (norms, RoPE, residual adds,
+  argmax) is counted at 1 FLOP per arithmetic op per element, transcendental
+  included. Not counted: the gated MLP's activation and act·up product
+  (under 0.1% of its matmuls at d = 4096), attention's softmax and mask
+  (~5 ops a score against 4·h matmul FLOPs a pair: ~1% at h = 128).
+- `flops` is the useful work: what an ideal kernel must do (causal pairs only,
+  logits for the last position only). `flops_executed` is what the chosen
+  implementation does (eager attention scores every pair; `logits="all"`
+  runs lm_head on every position).
+- `bytes` is a floor: each weight read once, each component's activations read
+  once and written once, nothing materialised in between (no attention scores,
+  no MLP intermediates). Real kernels move more; none can move less.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from analyzers.model_spec import ModelSpec
+
+Logits = Literal["last", "all"]
+
+COST_COMPONENTS: tuple[str, ...] = (
+    "embedding", "rope", "norm", "qkv_proj", "qk_norm", "attention",
+    "o_proj", "mlp", "residual", "lm_head", "sampling",
+)
+COLUMNS = ("component", "flops", "flops_executed", "bytes", "calls")
+
+NORM_FLOPS_PER_ELEMENT = 4  # RMSNorm: square, sum, scale by rsqrt, scale by weight
+ROPE_FLOPS_PER_ELEMENT = 3  # x·cos + rotate_half(x)·sin
+TOKEN_ID_BYTES = 8  # int64 ids in, int64 token out
+
+
+@dataclass(frozen=True)
+class Cost:
+    flops: int = 0
+    executed: int = 0
+    bytes: int = 0
+    calls: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.flops + other.flops, self.executed + other.executed,
+                    self.bytes + other.bytes, self.calls + other.calls)
+
+
+def _work(flops: int, bytes_: int, calls: int, executed: int | None = None) -> Cost:
+    return Cost(flops, flops if executed is None else executed, bytes_, calls)
+
+
+def attention_pairs(seq_len: int, window: int | None = None) -> int:
+    """Query-key pairs a causal prefill must score: sum over queries i of min(i + 1, window)."""
+    n = seq_len
+    if window is None or window >= n:
+        return n * (n + 1) // 2
+    # The first `window` queries see a growing prefix; every later one sees exactly `window` keys.
+    return window * (window + 1) // 2 + (n - window) * window
+
+
+def executed_pairs(seq_len: int, window: int | None, attn: str) -> int:
+    """Pairs the attention implementation actually scores (see docs/roofline.md).
+
+    - eager materialises the full [n, n] score matrix and masks it afterwards;
+    - sdpa gets `is_causal=True` from transformers when no window bites, and its
+      kernels then skip blocks above the diagonal; once a window bites (n >= w)
+      transformers passes an explicit mask, and masked kernels score every block;
+    - flash_attention_*, flex_attention and hub kernels skip fully masked blocks,
+      causal and windowed alike. The half-filled diagonal blocks they still
+      compute (about n·tile/2 pairs, < 1% at n = 16k) are not counted.
+    """
+    kind = attn.split("|")[-1]  # "paged|sdpa" runs the sdpa kernel
+    if kind == "eager":
+        return seq_len * seq_len
+    if kind == "sdpa" and window is not None and seq_len >= window:
+        return seq_len * seq_len
+    return attention_pairs(seq_len, window)
+
+
+def attention_params(spec: ModelSpec) -> int:
+    """Weights of one attention block: projections, their biases, q/k norms."""
+    d, h, heads, kv = spec.hidden, spec.head_dim, spec.heads, spec.kv_heads
+    qkv = d * (heads + 2 * kv) * h + (heads + 2 * kv) * h * spec.qkv_bias
+    o = heads * h * d + d * spec.o_bias
+    return qkv + o + _qk_norm_params(spec)
+
+
+def _qk_norm_params(spec: ModelSpec) -> int:
+    if not spec.qk_norm:
+        return 0
+    return 2 * spec.head_dim if spec.qk_norm_per_head else (spec.heads + spec.kv_heads) * spec.head_dim
+
+
+def _gated_mlp_params(d: int, width: int, bias: bool = False) -> int:
+    return 3 * d * width + (2 * width + d) * bias  # gate, up [d -> I], down [I -> d]
+
+
+def mlp_params(spec: ModelSpec, layer: int, experts: int | None = None) -> int:
+    """Weights of layer `layer`'s MLP; for MoE, `experts` of its routed experts (default all)."""
+    d = spec.hidden
+    if not spec.is_moe(layer):
+        return _gated_mlp_params(d, spec.intermediate, spec.mlp_bias)
+    routed = spec.num_experts if experts is None else experts
+    shared = _gated_mlp_params(d, spec.shared_expert_intermediate) if spec.shared_expert_intermediate else 0
+    return routed * 3 * d * spec.expert_intermediate + d * spec.num_experts + shared + d * spec.shared_expert_gate
+
+
+def _layer_params(spec: ModelSpec, layer: int, experts: int | None = None) -> int:
+    return attention_params(spec) + mlp_params(spec, layer, experts) + 2 * spec.hidden  # + two norms
+
+
+def total_params(spec: ModelSpec) -> int:
+    """Every weight, tied embeddings counted once (what `sum(p.numel())` gives)."""
+    embeddings = spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
+    return embeddings + sum(_layer_params(spec, i) for i in range(spec.layers)) + spec.hidden  # + final norm
+
+
+def non_embedding_params(spec: ModelSpec) -> int:
+    """`total_params` less the vocabulary matrices (input embedding and an untied lm_head)."""
+    return total_params(spec) - spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
+
+
+def active_params(spec: ModelSpec) -> int:
+    """Weights one token touches: MoE layers count only their top-k routed experts."""
+    embeddings = spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
+    layers = sum(_layer_params(spec, i, spec.experts_per_token) for i in range(spec.layers))
+    return embeddings + layers + spec.hidden
+
+
+def kv_cache_bytes(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: int = 2,
+                   layers: int | None = None) -> int:
+    """The K and V a prefill leaves in the cache: 2·L·K·h·b·n·e."""
+    count = spec.layers if layers is None else layers
+    return 2 * count * spec.kv_heads * spec.head_dim * batch * seq_len * dtype_bytes
+
+
+def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: int = 2, attn: str = "sdpa",
+                    logits: Logits = "last", layers: int | None = None,
+                    logits_bytes: int | None = None) -> pd.DataFrame:
+    """One row per component: `component, flops, flops_executed, bytes, calls` for one prefill.
+
+    `layers` gives the cost of the first K layers (a run built with `--layers K`).
+    `logits_bytes` is the element size of the logits (default: `dtype_bytes`, as
+    the model's lm_head returns them; 4 for float32 logits). `calls` is the number
+    of ranges the profiler records per forward, sampling included.
+    """
+    count = spec.layers if layers is None else layers
+    if not 1 <= count <= spec.layers:
+        raise ValueError(f"layers {layers} is outside 1..{spec.layers} for this model; pick a value in that range.")
+    if seq_len < 1 or batch < 1 or dtype_bytes < 1:
+        raise ValueError(f"seq_len {seq_len}, batch {batch} and dtype_bytes {dtype_bytes} must all be at least 1.")
+    if logits not in ("last", "all"):
+        raise ValueError(f"logits {logits!r} is neither 'last' nor 'all'.")
+    e, lb = dtype_bytes, logits_bytes or dtype_bytes
+    n, b, tokens = seq_len, batch, batch * seq_len
+    d, h, heads, kv = spec.hidden, spec.head_dim, spec.heads, spec.kv_heads
+    qk_width = (heads + kv) * h  # the q and k features RoPE and q/k norms touch, per token
+
+    costs = {c: Cost() for c in COST_COMPONENTS}
+
+    # Once per forward, outside the layers.
+    costs["embedding"] = _work(0, e * (2 * tokens * d) + TOKEN_ID_BYTES * tokens, 1)  # rows in, [b, n, d] out
+    # cos/sin: positions x inverse frequencies (h/2 per token), then cos, sin and their scaling.
+    costs["rope"] = _work(tokens * h // 2 + 4 * tokens * h, e * 2 * tokens * h, 1)
+    final_norm = _norm(tokens, d, e)  # applied to every position; lm_head slices after it
+    costs["norm"] = final_norm
+
+    mask_builds = len(set(spec.layer_types[:count]))  # one mask per attention type in use
+    costs["attention"] = _work(0, 0, mask_builds)
+
+    qkv_out = (heads + 2 * kv) * h
+    for layer in range(count):
+        # q, k, v: [b, n, d] -> [b, n, (H + 2K)·h]. The k and v written here are the KV cache
+        # (2·K·h·b·n·e a layer): the floor charges the cache write to qkv_proj, once.
+        costs["qkv_proj"] += _work(2 * tokens * d * qkv_out,
+                                   e * (d * qkv_out + qkv_out * spec.qkv_bias + tokens * (d + qkv_out)),
+                                   1 if spec.fused_qkv else 3)
+        if spec.qk_norm:
+            costs["qk_norm"] += _work(NORM_FLOPS_PER_ELEMENT * tokens * qk_width,
+                                      e * (2 * tokens * qk_width + _qk_norm_params(spec)), 2)
+        # apply_rotary_pos_emb: reads q, k, cos, sin; writes q, k.
+        costs["rope"] += _work(ROPE_FLOPS_PER_ELEMENT * tokens * qk_width,
+                               e * (2 * tokens * qk_width + 2 * tokens * h), 1)
+        window = spec.window(layer)
+        # QK^T and PV: 2·h FLOPs each per (query head, pair). GQA shares K/V between
+        # heads, so it cuts bytes, not FLOPs.
+        per_pair = 4 * b * h * heads
+        costs["attention"] += _work(per_pair * attention_pairs(n, window),
+                                    e * tokens * h * (2 * heads + 2 * kv),  # Q, K, V in, O out
+                                    1, executed=per_pair * executed_pairs(n, window, attn))
+        costs["o_proj"] += _work(2 * tokens * heads * h * d,
+                                 e * (heads * h * d + d * spec.o_bias + tokens * (heads * h + d)), 1)
+        costs["mlp"] += _mlp(spec, layer, tokens, e)
+        costs["norm"] += _norm(tokens, d, e) + _norm(tokens, d, e)
+        # Two residual adds: each reads two [b, n, d] tensors and writes one.
+        costs["residual"] += _work(2 * tokens * d, e * 2 * 3 * tokens * d, 1)
+
+    # lm_head: only the last position's logits are needed for the first token.
+    kept = 1 if logits == "last" else n
+    costs["lm_head"] = _work(2 * b * d * spec.vocab, e * (spec.vocab * d + b * d) + lb * b * spec.vocab, 1,
+                             executed=2 * b * kept * d * spec.vocab)
+    # Greedy argmax: one compare per logit of the last position.
+    costs["sampling"] = _work(b * spec.vocab, lb * b * spec.vocab + TOKEN_ID_BYTES * b, 1)
+
+    rows = [(c, cost.flops, cost.executed, cost.bytes, cost.calls) for c, cost in costs.items()]
+    return pd.DataFrame(rows, columns=list(COLUMNS)).astype(
+        {"flops": "int64", "flops_executed": "int64", "bytes": "int64", "calls": "int64"})
+
+
+def _norm(tokens: int, width: int, e: int) -> Cost:
+    return _work(NORM_FLOPS_PER_ELEMENT * tokens * width, e * (2 * tokens * width + width), 1)
+
+
+def _mlp(spec: ModelSpec, layer: int, tokens: int, e: int) -> Cost:
+    d = spec.hidden
+    activations = e * 2 * tokens * d  # [b, n, d] in and out; the [b, n, I] intermediates stay on chip
+    if not spec.is_moe(layer):
+        return _work(6 * tokens * d * spec.intermediate, e * mlp_params(spec, layer) + activations, 1)
+    # Each token runs its top-k experts (gate, up, down) plus the router, and the shared
+    # expert with its gate where there is one.
+    per_token = (spec.experts_per_token * 6 * d * spec.expert_intermediate + 2 * d * spec.num_experts
+                 + 6 * d * spec.shared_expert_intermediate + 2 * d * spec.shared_expert_gate)
+    # Weights: the experts the b·n·k routing slots can reach, at most all of them.
+    touched = min(spec.num_experts, tokens * spec.experts_per_token)
+    return _work(per_token * tokens, e * mlp_params(spec, layer, touched) + activations, 1)

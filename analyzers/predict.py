@@ -1,0 +1,53 @@
+"""`ttft-profile predict`: the TTFT floor of a model on a GPU, before renting one.
+
+Needs only a config and a hardware row, so it runs without torch and for
+lengths that would never fit in memory. A floor is what the hardware
+allows; with efficiencies (assumed, or measured in a saved run) it becomes
+an estimate of what to expect.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+from analyzers.ceilings import Ceilings
+from analyzers.roofline import BYTES_PER_ELEMENT, roofline, ttft_floor_ms
+
+
+def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: int = 1, attn: str = "sdpa",
+            efficiencies: Mapping[str, float] | float | None = None) -> tuple[pd.DataFrame, dict]:
+    """(per-component table, totals). With efficiencies, `estimate_ms` = floor / efficiency per component."""
+    from analyzers.flops import component_costs
+    from analyzers.model_spec import ModelSpec
+
+    spec = ModelSpec.from_config(config)
+    costs = component_costs(spec, seq_len, batch=batch, dtype_bytes=BYTES_PER_ELEMENT.get(dtype, 2), attn=attn)
+    table = roofline(costs, ceilings, dtype).drop(columns=["measured_ms", "efficiency", "headroom_ms"])
+    floor = ttft_floor_ms(table)
+    table["share_of_floor"] = table["floor_ms"] / floor if floor else 0.0
+    totals = {"flops": float(table["flops"].sum()), "flops_executed": float(table["flops_executed"].sum()),
+              "bytes": float(table["bytes"].sum()), "floor_ms": floor}
+    if efficiencies is not None:
+        if isinstance(efficiencies, (int, float)):
+            assumed = {c: float(efficiencies) for c in table["component"]}
+        else:
+            assumed = {c: float(e) for c, e in efficiencies.items() if e and not math.isnan(e)}
+        table["efficiency"] = [assumed.get(c, math.nan) for c in table["component"]]
+        # a component without an efficiency keeps its floor: the estimate then stays a lower bound there
+        table["estimate_ms"] = [f / e if e and not math.isnan(e) else f
+                                for f, e in zip(table["floor_ms"], table["efficiency"], strict=True)]
+        totals["estimate_ms"] = float(table["estimate_ms"].sum())
+    return table, totals
+
+
+def efficiencies_from_run(run) -> dict[str, float]:
+    """Measured efficiency per component of a saved run (its roofline), to scale a prediction."""
+    from analyzers.roofline import run_roofline
+
+    table = run_roofline(run)
+    if table is None:
+        raise ValueError(f"the run in {run.path} recorded no ceilings, so it has no efficiencies; "
+                         "calibrate the device it ran on and profile it again.")
+    return dict(zip(table["component"], table["efficiency"], strict=True))

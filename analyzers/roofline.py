@@ -1,0 +1,79 @@
+"""Per-component roofline: how far each measured component is from its floor.
+
+floor = max(useful FLOPs / peak FLOP/s, bytes floor / bandwidth); a floor is
+a lower bound on time, so an efficiency (floor / measured) above 1 means a
+wrong floor or a wrong ceiling, never a fast kernel.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+from analyzers.ceilings import Ceilings
+
+ROOFLINE_COLUMNS = ["component", "flops", "flops_executed", "bytes", "intensity", "compute_floor_ms",
+                    "memory_floor_ms", "floor_ms", "bound", "measured_ms", "efficiency", "headroom_ms"]
+BYTES_PER_ELEMENT = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "float8": 1}
+
+
+class RooflineError(ValueError):
+    """A roofline that cannot be drawn: a ceiling without a peak for the dtype, say."""
+
+
+def roofline(costs: pd.DataFrame, ceilings: Ceilings, dtype: str,
+             measured_ms: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """One row per component of `costs` (analyzers.flops.component_costs), floors from `ceilings`."""
+    peak = ceilings.peak_flops(dtype)
+    if not peak:
+        have = ", ".join(sorted(ceilings.flops_per_s)) or "none"
+        raise RooflineError(f"{ceilings.source} has no peak for {dtype} (it has {have}); "
+                            "pick another --dtype, or run `ttft-profile calibrate` on this device.")
+    bandwidth = ceilings.bytes_per_s
+    rows = []
+    for cost in costs.itertuples(index=False):
+        compute_ms = cost.flops / peak * 1e3
+        memory_ms = cost.bytes / bandwidth * 1e3
+        floor_ms = max(compute_ms, memory_ms)
+        measured = None if measured_ms is None else measured_ms.get(cost.component)
+        rows.append({
+            "component": cost.component,
+            "flops": float(cost.flops),
+            "flops_executed": float(cost.flops_executed),
+            "bytes": float(cost.bytes),
+            "intensity": cost.flops / cost.bytes if cost.bytes else math.inf,
+            "compute_floor_ms": compute_ms,
+            "memory_floor_ms": memory_ms,
+            "floor_ms": floor_ms,
+            "bound": "compute" if compute_ms >= memory_ms else "memory",
+            "measured_ms": math.nan if measured is None else float(measured),
+            "efficiency": floor_ms / measured if measured else math.nan,
+            "headroom_ms": measured - floor_ms if measured is not None else math.nan,
+        })
+    return pd.DataFrame(rows, columns=ROOFLINE_COLUMNS)
+
+
+def run_costs(run) -> pd.DataFrame:
+    """FLOPs and bytes of what this run computed: its layers, length, batch, dtype and logits."""
+    from analyzers.flops import component_costs
+    from analyzers.model_spec import ModelSpec
+
+    spec = ModelSpec.from_config(run.config)
+    return component_costs(spec, run.seq_len, batch=run.batch, dtype_bytes=BYTES_PER_ELEMENT.get(run.dtype, 2),
+                           attn=run.attn, logits=run.logits_kept, layers=run.layers_built or None)
+
+
+def run_roofline(run) -> pd.DataFrame | None:
+    """The roofline of a saved run, or None when the run recorded no ceilings."""
+    if not run.ceilings:
+        return None
+    from analyzers.breakdown import breakdown
+
+    measured = breakdown(run).set_index("component")["ms"].to_dict()
+    return roofline(run_costs(run), Ceilings.from_dict(run.ceilings), run.dtype, measured)
+
+
+def ttft_floor_ms(table: pd.DataFrame) -> float:
+    """Components run one after another, so the TTFT floor is the sum of their floors."""
+    return float(table["floor_ms"].sum())
