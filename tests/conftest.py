@@ -28,8 +28,9 @@ def tiny_model():
     return get
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600,
+            env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `ttft-profile` as a user would: a new process, captured output."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120", **(env or {}))
     return subprocess.run([sys.executable, "-m", "profiler.cli", *args], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -106,3 +106,30 @@ def test_predict_bad_input(args, needle):
     out = _predict_without_torch(*args)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert needle in out.stderr, out.stderr
+
+
+def test_calibrate_then_runs_use_the_measured_ceilings(tmp_path):
+    from tests.conftest import run_cli
+
+    env = {"TTFT_PROFILE_CACHE": str(tmp_path / "cache")}
+    calibrated = run_cli("calibrate", "--json", env=env)
+    assert calibrated.returncode == 0, calibrated.stderr
+    ceilings = json.loads(calibrated.stdout)
+    assert ceilings["flops_per_s"]["float32"] > 0 and ceilings["bytes_per_s"] > 0
+    assert (tmp_path / "cache" / "ceilings.json").exists()
+    out = tmp_path / "run"
+    result = run_cli("--model", "tiny-llama", "--len", "128", "--warmup", "1", "--repeat", "2", "--no-trace",
+                     "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["ceilings"]["source"].startswith("calibrated") and "TTFT floor" in result.stdout
+    roof = pd.read_csv(out / "roofline.csv").set_index("component")
+    measured = pd.read_csv(out / "breakdown.csv").set_index("component")["ms"]
+    peak, bandwidth = run["ceilings"]["flops_per_s"]["float32"], run["ceilings"]["bytes_per_s"]
+    for component, row in roof.iterrows():
+        floor = max(row["flops"] / peak, row["bytes"] / bandwidth) * 1e3
+        assert row["floor_ms"] == pytest.approx(floor, rel=1e-5)
+        if measured[component] > 0:  # qk_norm is absent in Llama: no time, no efficiency
+            assert row["efficiency"] == pytest.approx(floor / measured[component], rel=1e-4)
+        else:
+            assert math.isnan(row["efficiency"])
