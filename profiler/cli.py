@@ -116,84 +116,22 @@ def _with_status(message: str, fn, *args):
         return fn(*args)
 
 
-def _ceilings(device_name: str, device: str, gpu: str | None):
-    from analyzers import ceilings as ceiling_table
-    from analyzers.hardware import HardwareError
-
-    try:
-        return ceiling_table.choose(device_name, device.startswith("cuda"), gpu)
-    except HardwareError as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
-
-
-def _nvtx_only_recorder(device: str):
-    """Under Nsight Systems CUPTI serves nsys, so torch.profiler stays out entirely."""
-    if device.startswith("cuda"):
-        from profiler.event_ranges import EventRangeRecorder
-
-        return EventRangeRecorder(record_function_on=False)
-    from profiler.ranges import RangeRecorder
-
-    return RangeRecorder(record_function_on=False)
-
-
 def cmd_profile(argv: list[str]) -> int:
     args = profile_parser().parse_args(argv)
-    from profiler import catalog
-
-    source = catalog.resolve(args.model)
-    notices = _check_args(args, source.config)
-    from profiler import build as builder
-    from profiler import device as dev
     from profiler.runfolder import StagedFolder, default_run_dir
-    from profiler.sampling import Sampling
+    from profiler.session import Session
 
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-    config, built_layers, total_layers = builder.truncated_config(source.config, args.layers)
-    final = args.out if args.out is not None else default_run_dir(Path("traces"), source.name, args.seq_len)
+    session = Session.prepare(args, [args.seq_len], _check_args)
+    final = args.out if args.out is not None else default_run_dir(Path("traces"), session.source.name, args.seq_len)
     staged = StagedFolder(final)
     try:
-        device = dev.resolve_device(args.device)
-        dtype = dev.resolve_dtype(args.dtype, device, config.get("torch_dtype") or config.get("dtype"))
-        dev.check_dtype_runs(dtype, device)
-        info = dev.describe(device)
-        needed = builder.estimate_bytes(config, args.seq_len, args.batch, dtype, args.attn)
-        builder.check_fits(needed, info.available_memory_bytes, device)
-        ceilings, _why = _ceilings(info.name, device, args.gpu)
-        if source.random_weights:
-            where = "built in" if source.kind == "builtin" else source.kind
-            notices.append(f"note: {source.name}: no weights found, built from its config ({where}) with random "
-                           "weights; timings hold for dense models, the tokens it produces are meaningless.")
-        if built_layers != total_layers:
-            notices.append(f"note: profiling {built_layers} of {total_layers} layers (--layers {built_layers}); "
-                           "the times cover those layers only.")
-        for line in notices:
-            print(line, file=sys.stderr)
-        built = _with_status(f"building {source.name} ({built_layers} of {total_layers} layers, {dtype}) on {device}",
-                             builder.build, source, args.layers, dtype, device, args.attn)
+        session.announce()
+        session.build(_with_status)
         bar, update = _progress(sys.stderr.isatty())
-        from profiler.measure import profile_prefill
-
-        recorder = _nvtx_only_recorder(device) if args.nvtx_only else None
-
         try:
             if bar is not None:
                 bar.start()
-            run = profile_prefill(
-                built.model, args.seq_len, batch=args.batch, warmup=args.warmup, repeat=args.repeat,
-                sampling=sampling, seed=args.seed, progress=update,
-                trace_dir=None if (args.no_trace or args.nvtx_only) else str(staged.path), recorder=recorder,
-                meta=dict(model=source.name, model_source=source.kind, model_origin=source.origin,
-                          random_weights=source.random_weights, layers_built=built_layers,
-                          layers_total=total_layers, device_name=info.name, config=source.config,
-                          notices=notices, command=["ttft-profile", *argv],
-                          ceilings=ceilings.to_dict() if ceilings else None),
-            )
-        except MemoryError as exc:
-            raise UsageError(
-                f"ran out of memory ({exc}); this run needs roughly {needed / 2**30:.1f} GiB, "
-                "so profile fewer layers with --layers K or a shorter --len."
-            ) from None
+            run = session.profile(args.seq_len, staged.path, update, ["ttft-profile", *argv])
         finally:
             if bar is not None:
                 bar.stop()
