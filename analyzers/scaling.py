@@ -1,0 +1,275 @@
+"""How each component's time grows with the prompt length: fits over a sweep.
+
+Projections and norms are linear in the number of tokens n; attention's
+score and value products are quadratic. Fitting each component on its own
+(rather than the TTFT) keeps the quadratic term where it belongs, and the
+linear fit of the TTFT is kept only to show how badly "TTFT = k·n + C"
+drifts once attention matters.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzers.components import COMPONENTS
+
+FIT_COLUMNS = ["component", "fit", "points", "c0", "c1", "c2", "r2", "max_abs_residual_ms"]
+EXTRAPOLATE_COLUMNS = ["component", "seq_len", "ms", "stderr_ms", "extrapolated"]
+QUADRATIC_COMPONENTS = frozenset({"attention"})
+TOTAL = "ttft"
+
+
+@dataclass(frozen=True)
+class Fit:
+    """time_ms(n) = c0 + c1·n + c2·n², least squares over the measured lengths."""
+
+    component: str
+    coefficients: tuple[float, float, float]  # c2 is 0.0 for a linear fit
+    r2: float  # NaN when the time does not vary at all (nothing to explain)
+    residuals: tuple[float, ...]  # measured − fitted, ms, in the order of seq_lens
+    # covariance of the fitted parameters (2×2 linear, 3×3 quadratic), NaN when
+    # there are no spare points to estimate the residual variance from
+    covariance: tuple[tuple[float, ...], ...]
+    seq_lens: tuple[int, ...] = ()
+
+    @property
+    def quadratic(self) -> bool:
+        return len(self.covariance) == 3
+
+    def predict(self, n: float) -> tuple[float, float]:
+        """(ms, standard error of that ms) at length n; the error is NaN when the fit had no spare points."""
+        x = _design([float(n)], self.quadratic)[0]
+        ms = float(x @ np.array(self.coefficients[: len(x)]))
+        var = float(x @ np.array(self.covariance) @ x)
+        if math.isnan(var):
+            return ms, math.nan
+        # rounding can leave a variance of -1e-20 where the truth is 0
+        return ms, math.sqrt(max(var, 0.0))
+
+
+def _design(n: Iterable[float], quadratic: bool) -> np.ndarray:
+    n = np.asarray(list(n), dtype=float)
+    cols = [np.ones_like(n), n] + ([n * n] if quadratic else [])
+    return np.column_stack(cols)
+
+
+def fit_component(seq_lens: Iterable[int], ms: Iterable[float], quadratic: bool, component: str = "") -> Fit:
+    """Least squares of ms against n (plus n² when quadratic), with R², residuals and coefficient covariance."""
+    n = np.asarray(list(seq_lens), dtype=float)
+    y = np.asarray(list(ms), dtype=float)
+    params = 3 if quadratic else 2
+    name = component or "a component"
+    if len(n) != len(y):
+        raise ValueError(f"{name} has {len(n)} lengths but {len(y)} times; give one time per length.")
+    if len(np.unique(n)) < params:
+        raise ValueError(f"a {'quadratic' if quadratic else 'linear'} fit of {name} needs at least {params} "
+                         f"distinct lengths, it got {len(np.unique(n))}; measure more lengths.")
+    # n² reaches 1e9 at 32k tokens: solve on n/scale so the columns are of one size,
+    # then map the coefficients (and their covariance) back to plain n.
+    scale = float(np.max(np.abs(n)))
+    unscale = np.array([1.0, 1.0 / scale, 1.0 / scale**2][:params])
+    xs = _design(n / scale, quadratic)
+    beta_s, *_ = np.linalg.lstsq(xs, y, rcond=None)
+    fitted = xs @ beta_s
+    resid = y - fitted
+    ssr = float(resid @ resid)
+    sst = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - ssr / sst if sst > 0 else math.nan
+    dof = len(n) - params
+    if dof > 0:
+        cov_s = ssr / dof * np.linalg.inv(xs.T @ xs)
+    else:
+        # as many points as parameters: the curve passes through every point, and
+        # that says nothing about the noise; 0 would claim a certainty we lack
+        cov_s = np.full((params, params), math.nan)
+    beta = beta_s * unscale
+    cov = cov_s * np.outer(unscale, unscale)
+    coefficients = (float(beta[0]), float(beta[1]), float(beta[2]) if quadratic else 0.0)
+    return Fit(component=component, coefficients=coefficients, r2=r2,
+               residuals=tuple(float(r) for r in resid),
+               covariance=tuple(tuple(float(v) for v in row) for row in cov),
+               seq_lens=tuple(int(v) for v in n))
+
+
+def _check_table(table: pd.DataFrame) -> pd.DataFrame:
+    missing = {"seq_len", "component", "ms"} - set(table.columns)
+    if missing:
+        raise ValueError(f"the sweep table lacks column(s) {', '.join(sorted(missing))}; "
+                         "give one row per length and component with seq_len, component and ms.")
+    table = table[["seq_len", "component", "ms"]].dropna(subset=["ms"])
+    dup = table.duplicated(subset=["seq_len", "component"])
+    if dup.any():
+        first = table[dup].iloc[0]
+        raise ValueError(f"the sweep table has more than one row for {first['component']} at "
+                         f"{int(first['seq_len'])} tokens; give one row per length and component.")
+    return table
+
+
+def _component_order(names: Iterable[str]) -> list[str]:
+    rank = {c: i for i, c in enumerate(COMPONENTS)}
+    return sorted(set(names), key=lambda c: (c == TOTAL, rank.get(c, len(rank)), c))
+
+
+def ttft_by_length(table: pd.DataFrame) -> pd.Series:
+    """TTFT ms per seq_len: the `ttft` rows if the table has them, else the sum of the components."""
+    table = _check_table(table)
+    if (table["component"] == TOTAL).any():
+        return table[table["component"] == TOTAL].set_index("seq_len")["ms"].sort_index()
+    # a breakdown's rows (remainder included) add up to its TTFT
+    return table.groupby("seq_len")["ms"].sum().sort_index()
+
+
+def fit_components(table: pd.DataFrame) -> dict[str, Fit]:
+    """A Fit per component (quadratic for attention, linear otherwise) and a linear one of the TTFT.
+
+    Components that are 0 ms at every length (absent from the model) are left
+    out. Attention falls back to a linear fit with only two lengths, since a
+    quadratic through two points is not determined.
+    """
+    table = _check_table(table)
+    parts = table[table["component"] != TOTAL]
+    fits: dict[str, Fit] = {}
+    for comp in _component_order(parts["component"]):
+        rows = parts[parts["component"] == comp].sort_values("seq_len")
+        if not (rows["ms"] != 0).any():
+            continue
+        quadratic = comp in QUADRATIC_COMPONENTS and rows["seq_len"].nunique() >= 3
+        fits[comp] = fit_component(rows["seq_len"], rows["ms"], quadratic, component=comp)
+    total = ttft_by_length(table)
+    # deliberately linear: the point of this row is to show the residuals of that model
+    fits[TOTAL] = fit_component(total.index, total.to_numpy(), quadratic=False, component=TOTAL)
+    return fits
+
+
+def fits_table(fits: Mapping[str, Fit] | Iterable[Fit]) -> pd.DataFrame:
+    """One row per Fit: component, fit (linear/quadratic), points, c0, c1, c2, r2, max_abs_residual_ms."""
+    out = []
+    for fit in _fits(fits):
+        out.append({
+            "component": fit.component,
+            "fit": "quadratic" if fit.quadratic else "linear",
+            "points": len(fit.residuals),
+            "c0": fit.coefficients[0],
+            "c1": fit.coefficients[1],
+            "c2": fit.coefficients[2],
+            "r2": fit.r2,
+            "max_abs_residual_ms": max((abs(r) for r in fit.residuals), default=0.0),
+        })
+    return pd.DataFrame(out, columns=FIT_COLUMNS)
+
+
+def fit_sweep(table: pd.DataFrame) -> pd.DataFrame:
+    """Fit every component of a sweep table (seq_len, component, ms) and the TTFT (linear, row `ttft`)."""
+    return fits_table(fit_components(table))
+
+
+def linear_drift(table: pd.DataFrame) -> pd.DataFrame:
+    """Per length: measured TTFT, the "TTFT = k·n + C" line, and how far it is off (ms and share)."""
+    total = ttft_by_length(table)
+    fit = fit_component(total.index, total.to_numpy(), quadratic=False, component=TOTAL)
+    linear = [fit.predict(n)[0] for n in total.index]
+    return pd.DataFrame({
+        "seq_len": total.index.astype(int),
+        "ttft_ms": total.to_numpy(),
+        "linear_ms": linear,
+        "residual_ms": list(fit.residuals),
+        "residual_pct": [100 * r / t if t else math.nan for r, t in zip(fit.residuals, total, strict=True)],
+    })
+
+
+def crossover(fit_attention: Fit, fit_mlp: Fit, n_max: float) -> float | None:
+    """Smallest n in (0, n_max] where attention's fitted time rises above the MLP's; None if it never does.
+
+    "Overtakes" means crossing from below: if attention is already the larger
+    at the shortest lengths there is no crossover to report.
+    """
+    d0, d1, d2 = (a - m for a, m in zip(fit_attention.coefficients, fit_mlp.coefficients, strict=True))
+    roots: list[float] = []
+    if d2 == 0:
+        if d1 != 0:
+            roots.append(-d0 / d1)
+    else:
+        disc = d1 * d1 - 4 * d2 * d0
+        if disc < 0:
+            return None
+        # the textbook formula loses the small root to cancellation when 4·d2·d0 << d1²
+        q = -0.5 * (d1 + math.copysign(math.sqrt(disc), d1))
+        roots.append(q / d2)
+        if q != 0:
+            roots.append(d0 / q)
+    for r in sorted(roots):
+        slope = d1 + 2 * d2 * r
+        if 0 < r <= n_max and slope > 0:  # a touch (slope 0) or a fall back below is not an overtaking
+            return float(r)
+    return None
+
+
+def _fits(fits: Mapping[str, Fit] | Iterable[Fit]) -> list[Fit]:
+    return list(fits.values()) if isinstance(fits, Mapping) else list(fits)
+
+
+def extrapolate(fits: Mapping[str, Fit] | Iterable[Fit], lengths: Iterable[int]) -> pd.DataFrame:
+    """Predicted ms and its standard error per fit and length; `extrapolated` is True outside the fitted range."""
+    lengths = list(lengths)
+    out = []
+    for fit in _fits(fits):
+        lo, hi = (min(fit.seq_lens), max(fit.seq_lens)) if fit.seq_lens else (math.nan, math.nan)
+        for n in lengths:
+            ms, se = fit.predict(n)
+            out.append({"component": fit.component, "seq_len": int(n), "ms": ms, "stderr_ms": se,
+                        "extrapolated": not (lo <= n <= hi)})
+    return pd.DataFrame(out, columns=EXTRAPOLATE_COLUMNS)
+
+
+_ITEM = re.compile(r"^\s*(-?\d+)\s*([kK]?)\s*$")
+_FORMAT = "write lengths as integers, optionally with k (= 1024), e.g. 1024,2048,4096 or 1k..32k"
+
+
+def _length(item: str, text: str) -> int:
+    m = _ITEM.match(item)
+    if not m:
+        raise ValueError(f"{item.strip()!r} in {text!r} is not a length; {_FORMAT}.")
+    return int(m.group(1)) * (1024 if m.group(2) else 1)
+
+
+def parse_lengths(text: str) -> list[int]:
+    """"1024,2048,4096", "1k..32k" (doubling: 1024, 2048, ..., 32768), "512..4096"; items may be mixed by commas."""
+    if not text or not text.strip():
+        raise ValueError(f"no lengths given; {_FORMAT}.")
+    lengths: list[int] = []
+    for item in text.split(","):
+        if ".." in item:
+            ends = item.split("..")
+            if len(ends) != 2:
+                raise ValueError(f"{item.strip()!r} is not a range; write a range as start..end, e.g. 1k..32k.")
+            start, end = (_length(e, text) for e in ends)
+            if start <= 0:
+                raise ValueError(f"the range {item.strip()} starts at {start}, not a positive length; "
+                                 "start it at 1 or more.")
+            if end <= start:
+                raise ValueError(f"the range {item.strip()} does not increase; write it as smaller..larger.")
+            span = [start]
+            while span[-1] < end:
+                span.append(span[-1] * 2)
+            if span[-1] != end:
+                raise ValueError(f"the range {item.strip()} doubles from {start} past {end} without reaching it; "
+                                 f"end it on a doubling such as {span[-2]} or {span[-1]}, or list the lengths.")
+            lengths.extend(span)
+        else:
+            lengths.append(_length(item, text))
+    for n in lengths:
+        if n <= 0:
+            raise ValueError(f"length {n} in {text!r} is not positive; every length must be 1 token or more.")
+    for prev, n in zip(lengths, lengths[1:], strict=False):  # neighbours: one shorter on purpose
+        if n <= prev:
+            what = "repeated" if n == prev else f"after {prev}, out of order"
+            raise ValueError(f"length {n} in {text!r} is {what}; list lengths in increasing order, each once.")
+    if len(lengths) < 2:
+        raise ValueError(f"{text.strip()!r} is a single length and a sweep needs at least two lengths; "
+                         "add more, e.g. 1k..8k.")
+    return lengths
