@@ -5,8 +5,13 @@ attribution functions (`analyzers.attribute`) need, so a trace recorded on a
 GPU machine can be analysed later on a laptop with pandas alone.
 
 Speed and memory matter here: a long prefill trace holds hundreds of thousands
-of events. The file is parsed once with `json.loads` and each column is built
-from one pass over the events; no pandas operation runs per event.
+of events. With the standard library, `json.loads` parses the file once with an
+`object_hook` (`_row_hook`) that reads each event's fields the moment its dict
+is built, while it is still in the CPU cache, and lets the dict go at once;
+the columns are then C-level slices of one flat list. No pandas operation runs
+per event. A file that this fast path cannot turn into exactly the frame the
+plain path gives (junk such as an event without "ph" or a name that is an
+object) is parsed again the plain way, by `json.loads` and `frame_from_events`.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ _FIX = "pass a complete Kineto trace written by torch.profiler (export_chrome_tr
 _GZIP_MAGIC = b"\x1f\x8b"
 _NAN = math.nan
 _NO_ARGS = (_NAN,) * 5
+_FROMITER_OBJECTS = np.lib.NumpyVersion(np.__version__) >= "1.23.0"  # np.fromiter(dtype=object) is new in 1.23
 
 
 class TraceFormatError(ValueError):
@@ -76,14 +82,170 @@ def load_trace(path: str | os.PathLike) -> pd.DataFrame:
     if not data or (len(data) < 64 and not data.strip()):
         raise TraceFormatError(f"{path} is empty; {_FIX}.")
     with _no_gc():
+        loads = _json_loads()
         try:
-            doc = _json_loads()(data)
+            if loads is json.loads:
+                try:
+                    return _fast_frame(data)
+                except _Irregular:
+                    pass  # parse again below, the plain way, which gives the exact frame or error
+            doc = loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            where = f" ({exc.msg} at byte {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
-            raise TraceFormatError(f"{path} is not valid JSON{where}, so it is truncated or not a trace; {_FIX}.") from None
+            raise _not_json(path, exc) from None
         # Free the text before building columns: peak is text + objects, not text + objects + frame.
         del data
         return _frame_from_doc(doc, str(path))
+
+
+def _not_json(path: Path, exc: ValueError) -> TraceFormatError:
+    where = f" ({exc.msg} at byte {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+    return TraceFormatError(f"{path} is not valid JSON{where}, so it is truncated or not a trace; {_FIX}.")
+
+
+class _Irregular(Exception):
+    """The fast path met something it cannot turn into exactly the plain path's frame."""
+
+
+_ROW = object()  # what `_row_hook` leaves in the event list in place of each event
+_FIELDS = 9  # per event in `_row_hook`'s flat list: kind, ts, dur, id, then the 5 args fields
+_KIND_COLUMNS = (("name", False), ("cat", False), ("ph", False), ("pid", True), ("tid", True))  # (column, as_str)
+
+
+def _row_hook() -> tuple[Callable[[dict], object], list, dict, Callable[[], int]]:
+    """`object_hook` for `_fast_frame`; also the flat list and the kinds it fills, and its event count.
+
+    Why a hook (measured on the benchmark's 206k-event, 38 MiB trace; 2 cores, CPython 3.11):
+    plain `json.loads` takes ~0.42 s, but then every pass over the 200k parsed dicts, which lie
+    scattered over ~200 MiB, costs 15-25 ms in cache misses, and building the columns took ~0.45 s
+    more, plus ~0.05 s to free the dicts. Read inside the hook, each dict is hot; the parse takes
+    ~0.55 s and nothing is left to do but ~0.07 s of numpy. Load went from ~0.95 s to ~0.63 s, and
+    the peak memory (tracemalloc) from 5.6x to 2.8x the JSON size.
+
+    - An object with "ph" (an event) appends (kind, ts, dur, id, and correlation, External id,
+      stream, device, bytes from its `args`) to `flat`, with the defaults of `frame_from_events`,
+      and is replaced by _ROW. Column i is the slice flat[i::9]: measured 0.03 s with freeing,
+      against 0.10 s for returning a tuple per event and transposing with zip(*rows); appending
+      to one list per column in the hook was no faster than zip.
+    - kind is the code of the event's (name, cat, ph, pid, tid) in `kinds` (~260 distinct in
+      the benchmark trace): one dict lookup where a code per column took five; ~0.05 s less
+      than per-column codes, ~0.08 s less than pd.factorize over 200k cold objects afterwards.
+      `_kind_categorical` splits the kinds back into the five categoricals.
+    - Any other object (`args`, the top-level object, metadata) is returned as it is. An `args`
+      is parsed before its event, so the event reads it while it is still hot.
+
+    `_fast_frame` refuses (raises _Irregular for) whatever could make the frame differ from the
+    plain path: an event anywhere but directly in the event list (the count: an `args` or a name
+    that was itself an event), an entry that is not an event (no "ph", null, a number), and an
+    unhashable name, cat, ph, pid or tid (a TypeError from the kinds lookup).
+    """
+    kinds: dict = {}
+    kind_code = kinds.get
+    flat: list = []
+    extend = flat.extend
+    get = dict.get
+    nan = _NAN
+    row = _ROW
+    events = 0
+
+    def hook(d: dict) -> object:
+        nonlocal events
+        if "ph" not in d:
+            return d  # `args`, the top-level object, metadata: left as the plain path has them
+        events += 1
+        k = (get(d, "name", ""), get(d, "cat", ""), get(d, "ph", ""), get(d, "pid", ""), get(d, "tid", ""))
+        kind = kind_code(k)
+        if kind is None:
+            kind = kinds[k] = len(kinds)
+        a = get(d, "args")
+        if a.__class__ is dict:
+            extend((kind, get(d, "ts", nan), get(d, "dur", nan), get(d, "id", nan),
+                    get(a, "correlation", nan), get(a, "External id", nan), get(a, "stream", nan),
+                    get(a, "device", nan), get(a, "bytes", nan)))
+        else:  # absent, or junk that the plain path also reads as no args
+            extend((kind, get(d, "ts", nan), get(d, "dur", nan), get(d, "id", nan), nan, nan, nan, nan, nan))
+        return row
+
+    def made() -> int:
+        return events
+
+    return hook, flat, kinds, made
+
+
+def _fast_frame(data: bytes) -> pd.DataFrame:
+    """The `load_trace` frame through `_row_hook`; raises _Irregular where only the plain path is exact."""
+    hook, flat, kinds, made = _row_hook()
+    try:
+        doc = json.loads(data, object_hook=hook)
+    except TypeError:  # an unhashable name, pid, ...: the plain path shows it with str()
+        raise _Irregular from None
+    if isinstance(doc, dict):
+        events = doc.get("traceEvents")
+        if not isinstance(events, list):
+            raise _Irregular
+    elif isinstance(doc, list):
+        events = doc
+    else:
+        raise _Irregular
+    del doc
+    n = len(events)
+    if not n:
+        return _empty_frame()
+    # Every entry an event, and every event an entry: then flat holds them in file order.
+    if made() != n or events.count(_ROW) != n or len(flat) != _FIELDS * n:
+        raise _Irregular
+    del events
+    columns = [flat[i::_FIELDS] for i in range(_FIELDS)]
+    del flat
+    kind, ts, dur, flow_ids, correlation, external_id, stream, device, nbytes = columns
+    del columns
+    try:
+        ts_us = np.fromiter(ts, dtype=np.float64, count=n)
+        dur_us = np.fromiter(dur, dtype=np.float64, count=n)
+    except (TypeError, ValueError, OverflowError):  # junk: the plain path tells NaN from error
+        raise _Irregular from None
+    del ts, dur
+    kind_codes = np.fromiter(kind, dtype=np.int32, count=n)
+    del kind
+    frame = {column: _kind_categorical(kinds, kind_codes, i, as_str) for i, (column, as_str) in enumerate(_KIND_COLUMNS)}
+    return pd.DataFrame({
+        **frame,
+        "ts_us": ts_us,
+        "dur_us": dur_us,
+        "correlation": _int_column(correlation),
+        "external_id": _int_column(external_id),
+        "stream": _int_column(stream),
+        "device": _int_column(device),
+        "bytes": _int_column(nbytes),
+        "flow_id": _int_column(flow_ids),
+    })
+
+
+def _kind_categorical(kinds: dict, kind_codes: np.ndarray, field: int, as_str: bool) -> pd.Categorical:
+    """Column `field` of the kinds (name, cat, ph, pid, tid), per event, as `_categorical` builds it.
+
+    Numbering each field's values over the kinds in order of first use gives exactly the order of
+    first use over the events (an event that first shows a value also first shows its kind), and
+    groups values as pd.factorize does (dict equality: 7 with 7.0, each NaN apart), except that
+    factorize leaves None and NaN out (missing, shown as "" after all others), so that is done here.
+    """
+    table: dict = {}
+    per_kind = np.empty(len(kinds), dtype=np.int32)
+    for i, kind in enumerate(kinds):
+        value = kind[field]
+        code = table.get(value)
+        if code is None:
+            code = table[value] = len(table)
+        per_kind[i] = code
+    codes = per_kind[kind_codes]
+    labels = list(table)
+    missing = [label is None or (isinstance(label, float) and math.isnan(label)) for label in labels]
+    if any(missing):
+        kept = [label for label, gone in zip(labels, missing, strict=True) if not gone]
+        remap = np.full(len(labels), len(kept), dtype=np.int32)
+        remap[~np.array(missing)] = np.arange(len(kept), dtype=np.int32)
+        codes = remap[codes]
+        labels = [*kept, ""]
+    return _from_codes(codes, labels, as_str)
 
 
 def _frame_from_doc(doc: object, source: str) -> pd.DataFrame:
@@ -181,8 +343,7 @@ def _categorical(values: tuple | list, as_str: bool = False) -> pd.Categorical:
 
     `as_str` turns the few distinct values into strings, for ids that mix 7 and "Spans".
     """
-    objects = np.empty(len(values), dtype=object)
-    objects[:] = values
+    objects = _object_array(values)
     try:
         # pandas' C hash table: ~3x faster than a dict.setdefault loop on 200k values
         codes, uniques = pd.factorize(objects, sort=False)
@@ -193,23 +354,35 @@ def _categorical(values: tuple | list, as_str: bool = False) -> pd.Categorical:
     if (codes < 0).any():  # factorize leaves None/NaN out; an explicit JSON null is shown as ""
         codes[codes < 0] = len(labels)
         labels.append("")
+    return _from_codes(codes, labels, as_str)
+
+
+def _from_codes(codes: np.ndarray, labels: list, as_str: bool) -> pd.Categorical:
     if as_str or not all(isinstance(label, str) for label in labels):
         labels = ["" if label is None else str(label) for label in labels]
-        if len(set(labels)) != len(labels):  # 7 and "7": the same thread in any viewer, so merge them
-            merged = {label: i for i, label in enumerate(dict.fromkeys(labels))}
-            codes = np.array([merged[label] for label in labels], dtype=np.int32)[codes]
-            labels = list(merged)
+    if len(set(labels)) != len(labels):  # 7 and "7", or null and "": the same in any viewer, so merge them
+        merged = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+        codes = np.array([merged[label] for label in labels], dtype=np.int32)[codes]
+        labels = list(merged)
     return pd.Categorical.from_codes(codes, categories=labels)
+
+
+def _object_array(values: tuple | list) -> np.ndarray:
+    if _FROMITER_OBJECTS:
+        return np.fromiter(values, dtype=object, count=len(values))  # ~1.6x faster than the slice below
+    objects = np.empty(len(values), dtype=object)
+    objects[:] = values
+    return objects
 
 
 def _floats(values: tuple | list) -> np.ndarray | None:
     try:
         return np.fromiter(values, dtype=np.float64, count=len(values))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     try:
         return np.array(values, dtype=np.float64)  # slower, but turns an explicit JSON null into NaN
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
         return None
 
 
