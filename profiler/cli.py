@@ -24,17 +24,26 @@ def _token_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def profile_parser() -> argparse.ArgumentParser:
+def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
+    """The profiling options; a sweep takes a list of lengths instead of one."""
     from profiler.catalog import default_model
 
-    p = _Parser(prog="ttft-profile", description=(
-        "Profile where an LLM's time to first token goes during prefill. "
-        "Subcommands: `ttft-profile models` lists the built-in models; "
-        "`ttft-profile analyze PATH` breaks down a run folder or any torch.profiler trace."))
+    if sweep:
+        p = _Parser(prog="ttft-profile sweep", description=(
+            "Profile several prompt lengths with one model build, fit time against length per component, "
+            "and find where attention overtakes the MLP."))
+    else:
+        p = _Parser(prog="ttft-profile", description=(
+            "Profile where an LLM's time to first token goes during prefill. Subcommands: models, analyze, "
+            "calibrate, predict, sweep, diff, report (`ttft-profile SUBCOMMAND --help`)."))
     p.add_argument("--model", default=default_model(),
                    help="built-in name, local folder with config.json, or hub id (default: %(default)s)")
-    p.add_argument("--len", dest="seq_len", type=_token_count, default=2048,
-                   help="prompt length in tokens, e.g. 2048 or 16k (default: %(default)s)")
+    if sweep:
+        p.add_argument("--len", dest="lengths", required=True,
+                       help="lengths: 1024,2048,4096 or a doubling range such as 1k..32k")
+    else:
+        p.add_argument("--len", dest="seq_len", type=_token_count, default=2048,
+                       help="prompt length in tokens, e.g. 2048 or 16k (default: %(default)s)")
     p.add_argument("--layers", type=int, default=None, help="build only the first K decoder layers")
     p.add_argument("--batch", type=int, default=1, help="prompts per prefill (default: 1)")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (auto: config dtype on GPU, float32 on CPU)")
@@ -45,7 +54,8 @@ def profile_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="sample the first token at this temperature (default: greedy)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, with --temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt and of sampling")
-    p.add_argument("--out", type=Path, default=None, help="run folder to write (default: traces/<model>-n<len>-<time>)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder to write (default: traces/<model>-n<len>-<time>, or <model>-sweep-<time>)")
     p.add_argument("--allow-long", action="store_true", help="allow --len above the model's max_position_embeddings")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout instead of the table")
     p.add_argument("--gpu", default=None,
@@ -154,10 +164,11 @@ def cmd_profile(argv: list[str]) -> int:
 
 
 def _commands():
-    from profiler import commands
+    from profiler import commands, sweep
 
     return {"models": commands.cmd_models, "analyze": commands.cmd_analyze,
-            "calibrate": commands.cmd_calibrate, "predict": commands.cmd_predict}
+            "calibrate": commands.cmd_calibrate, "predict": commands.cmd_predict,
+            "sweep": sweep.cmd_sweep, "diff": commands.cmd_diff, "report": commands.cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

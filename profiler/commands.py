@@ -188,3 +188,51 @@ def _nvml_gpu_key() -> str:
         known = ", ".join(sorted(known_gpus()))
         raise UsageError(f"no GPU of the hardware table found on this machine; pass --gpu NAME (one of {known}).")
     return spec.key
+
+
+def cmd_diff(argv: list[str]) -> int:
+    """Per-component change between two runs, flagged only outside the spread of their repeats."""
+    parser = _Parser(prog="ttft-profile diff", description=(
+        "Compare two run folders component by component; a change is flagged only when it is outside "
+        "the spread of the repeats."))
+    parser.add_argument("run_a", type=Path)
+    parser.add_argument("run_b", type=Path)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from analyzers.diff import diff_runs
+    from analyzers.run import RunFormatError, load_run
+
+    try:
+        a, b = load_run(args.run_a), load_run(args.run_b)
+    except RunFormatError as exc:
+        raise UsageError(str(exc).rstrip(".") + ".") from None
+    table = diff_runs(a, b)
+    warnings = table.attrs.get("warnings", [])
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"a": str(args.run_a), "b": str(args.run_b), "warnings": warnings,
+                          "components": table.to_dict("records")}, indent=1, default=float))
+        return 0
+    from rich.console import Console
+
+    from analyzers.render_diff import render_diff
+
+    render_diff(table, str(args.run_a), str(args.run_b), Console())
+    return 0
+
+
+def cmd_report(argv: list[str]) -> int:
+    """A self-contained report.html with PNG figures for a run or a sweep folder."""
+    parser = _Parser(prog="ttft-profile report", description=(
+        "Write report.html (self-contained, opens offline) and PNG figures for a run folder or a sweep folder."))
+    parser.add_argument("path", type=Path, help="a run folder or a sweep folder")
+    args = parser.parse_args(argv)
+    from analyzers.report import ReportError, write_report
+
+    try:
+        html = write_report(args.path)
+    except ReportError as exc:
+        raise UsageError(str(exc).rstrip(".") + ".") from None
+    print(f"report: {html}")
+    return 0

@@ -16,13 +16,15 @@ from analyzers.atomic import umask_mode
 from profiler.errors import UsageError
 
 
-def default_run_dir(root: Path, model: str, seq_len: int) -> Path:
+def default_run_dir(root: Path, model: str, seq_len: int | None = None, kind: str | None = None) -> Path:
+    """`<model>-n<len>-<time>` for a run, `<model>-<kind>-<time>` for a sweep; never an existing folder."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/")).strip("_") or "model"
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate = root / f"{slug}-n{seq_len}-{stamp}"
+    middle = kind if kind else f"n{seq_len}"
+    candidate = root / f"{slug}-{middle}-{stamp}"
     suffix = 2
     while candidate.exists():
-        candidate = root / f"{slug}-n{seq_len}-{stamp}-{suffix}"
+        candidate = root / f"{slug}-{middle}-{stamp}-{suffix}"
         suffix += 1
     return candidate
 

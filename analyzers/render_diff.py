@@ -1,0 +1,24 @@
+"""Terminal rendering of a run diff: flagged rows stand out, the rest stay quiet."""
+from __future__ import annotations
+
+import math
+
+
+def render_diff(table, name_a: str, name_b: str, console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    grid = Table(title=f"A = {escape(name_a)}\nB = {escape(name_b)}", title_justify="left", pad_edge=False)
+    for column in ("component", "A ms", "B ms", "Δ ms", "Δ %", "spread A", "spread B", ""):
+        grid.add_column(column, justify="left" if column in ("component", "") else "right")
+    flagged = 0
+    for row in table.itertuples(index=False):
+        pct = "" if math.isnan(row.delta_pct) else f"{row.delta_pct:+.1f}%"
+        mark = "changed" if row.flagged else ""
+        flagged += bool(row.flagged) and row.component != "ttft"
+        grid.add_row(row.component, f"{row.ms_a:,.3f}", f"{row.ms_b:,.3f}", f"{row.delta_ms:+,.3f}", pct,
+                     f"{row.spread_a_ms:,.3f}", f"{row.spread_b_ms:,.3f}", mark,
+                     style="bold" if row.flagged else None)
+    console.print(grid)
+    console.print(f"{flagged} component(s) changed beyond the spread of their repeats"
+                  if flagged else "no component changed beyond the spread of its repeats")

@@ -1,0 +1,43 @@
+"""Terminal rendering of a sweep: TTFT and its big parts per length, the fits, the crossover."""
+from __future__ import annotations
+
+import math
+
+MAIN = ("attention", "mlp", "qkv_proj", "o_proj", "lm_head")
+
+
+def render_sweep(table, summary: dict, path: str, console) -> None:
+    from rich.table import Table
+
+    wide = table.pivot_table(index="seq_len", columns="component", values="ms", aggfunc="sum")
+    grid = Table(title=f"{summary.get('model', '')} sweep", title_justify="left", pad_edge=False)
+    grid.add_column("tokens", justify="right")
+    grid.add_column("TTFT ms", justify="right")
+    shown = [c for c in MAIN if c in wide.columns]
+    for component in shown:
+        grid.add_column(f"{component} ms", justify="right")
+    grid.add_column("attention share", justify="right")
+    for n, row in wide.iterrows():
+        share = row.get("attention", math.nan) / row["ttft"] if row["ttft"] else math.nan
+        grid.add_row(f"{n:,}", f"{row['ttft']:,.2f}", *[f"{row[c]:,.2f}" for c in shown], f"{100 * share:.1f}%")
+    console.print(grid)
+    fits = Table(title="fits: ms = c0 + c1·n (+ c2·n² for attention)", title_justify="left", pad_edge=False)
+    for column in ("component", "fit", "c0", "c1", "c2", "R²", "max |residual| ms"):
+        fits.add_column(column, justify="left" if column in ("component", "fit") else "right")
+    for f in summary["fits"]:
+        fits.add_row(f["component"], f["fit"], f"{f['c0']:.4g}", f"{f['c1']:.4g}", f"{f['c2']:.4g}",
+                     f"{f['r2']:.4f}", f"{f['max_abs_residual_ms']:.3g}")
+    console.print(fits)
+    cross = summary.get("crossover_attention_over_mlp")
+    if cross:
+        console.print(f"attention overtakes the MLP at about {cross:,.0f} tokens (from the fits)")
+    else:
+        console.print(f"attention does not overtake the MLP below {summary['crossover_searched_up_to']:,.0f} tokens "
+                      "(from the fits)")
+    drift = max(summary["linear_ttft_drift"], key=lambda r: abs(r["residual_pct"]))
+    console.print(f"a linear model TTFT = k·n + C is off by up to {drift['residual_pct']:+.1f}% "
+                  f"(at {drift['seq_len']:,} tokens)")
+    for row in summary.get("extrapolated_ttft", []):
+        console.print(f"extrapolated TTFT at {row['seq_len']:,} tokens: {row['ms']:,.1f} ± {row['stderr_ms']:,.1f} ms "
+                      "(sum of the component fits; an extrapolation, not a measurement)")
+    console.print(f"sweep folder: {path}")

@@ -1,0 +1,160 @@
+"""`ttft-profile report DIR`: one self-contained report.html, and its figures as PNG + CSV.
+
+Images are embedded as data URIs and styles inline, so the file opens
+offline, mailed or archived, with nothing beside it. Each figure's data is
+the CSV next to its PNG and the table under it in the page.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from analyzers import atomic, figures
+from analyzers.breakdown import breakdown, layer_breakdown, ttft_stats
+from analyzers.run import Run, RunFormatError, load_run
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#212121}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #e0e0e0}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{padding:.2rem .6rem;border-bottom:1px solid #eee}
+th{text-align:left;background:#fafafa}td{text-align:right}td:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee}.note{color:#616161;font-size:.85rem}
+details{margin:.3rem 0 1rem}summary{cursor:pointer;color:#1565c0;font-size:.85rem}
+"""
+
+
+class ReportError(ValueError):
+    """A folder that is neither a run nor a sweep, or one with files missing."""
+
+
+def _figure(folder: Path, name: str, data: pd.DataFrame, draw, *draw_args) -> tuple[str, pd.DataFrame]:
+    """Draw a PNG and save its data as CSV beside it; return the PNG as a data URI."""
+    png, csv = folder / f"{name}.png", folder / f"{name}.csv"
+    tmp = folder / f".{name}.tmp.png"
+    draw(data, tmp, *draw_args)
+    tmp.replace(png)
+    atomic.write_text(csv, data.to_csv(float_format="%.6g"))
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode(), data
+
+
+def _table(frame: pd.DataFrame, index: bool = False) -> str:
+    return frame.to_html(index=index, float_format=lambda v: f"{v:,.4g}", border=0, na_rep="")
+
+
+def _section(title: str, uri: str | None, data: pd.DataFrame | None, caption: str = "", index: bool = False) -> str:
+    parts = [f"<h2>{html.escape(title)}</h2>"]
+    if caption:
+        parts.append(f"<p class='note'>{html.escape(caption)}</p>")
+    if uri:
+        parts.append(f"<img alt='{html.escape(title)}' src='{uri}'>")
+    if data is not None:
+        parts.append(f"<details><summary>the data behind this figure</summary>{_table(data, index)}</details>")
+    return "\n".join(parts)
+
+
+def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
+    table = breakdown(run)
+    stats = ttft_stats(run)
+    out = []
+    uri, data = _figure(folder, f"{prefix}components", figures.waterfall_data(table), figures.waterfall,
+                        f"{run.model} · n={run.seq_len} · TTFT p50 {stats['p50_ms']:,.2f} ms")
+    out.append(_section("TTFT by component", uri, data,
+                        "Exclusive time of the median repeat; the bars end at the measured TTFT."))
+    from analyzers.roofline import run_roofline
+
+    try:
+        roof = run_roofline(run)
+    except ValueError as exc:
+        roof = None
+        out.append(f"<p class='note'>no roofline: {html.escape(str(exc))}</p>")
+    if roof is not None:
+        ceilings = run.ceilings
+        peak = ceilings["flops_per_s"].get(run.dtype) or max(ceilings["flops_per_s"].values())
+        uri, data = _figure(folder, f"{prefix}roofline", figures.roofline_data(roof), figures.roofline_chart,
+                            peak, ceilings["bytes_per_s"], f"roofline · {ceilings['source']}")
+        out.append(_section("Roofline", uri, data, "Each component under the device's roofs; the label is its "
+                            "efficiency (floor / measured)."))
+        out.append(_table(roof[["component", "flops", "bytes", "intensity", "bound", "floor_ms", "measured_ms",
+                                "efficiency", "headroom_ms"]]))
+    layers = figures.heatmap_data(layer_breakdown(run))
+    if layers.shape[1] > 0:
+        uri, data = _figure(folder, f"{prefix}layers", layers, figures.heatmap, "ms per component and layer")
+        out.append(_section("Per-layer heatmap", uri, data, "A layer that costs more than its neighbours shows as "
+                            "a brighter cell.", index=True))
+    if run.layers_total and run.layers_built < run.layers_total:
+        from analyzers.layers import layer_extrapolation
+
+        out.append(_section(f"Full-model estimate ({run.layers_built} of {run.layers_total} layers measured)",
+                            None, None, "Per-layer components scaled by L/K, the rest unchanged: an estimate."))
+        out.append(_table(layer_extrapolation(run)))
+    return out
+
+
+def _head(title: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
+
+
+def _run_report(folder: Path) -> str:
+    run = load_run(folder)
+    stats = ttft_stats(run)
+    figs = folder / "figures"
+    figs.mkdir(exist_ok=True)
+    body = [_head(f"TTFT of {run.model} at {run.seq_len:,} tokens"),
+            f"<p>{html.escape(run.device_name)} · {run.dtype} · attn={html.escape(run.attn)} · TTFT p50 "
+            f"{stats['p50_ms']:,.3f} ms (min {stats['min_ms']:,.3f}, max {stats['max_ms']:,.3f}, "
+            f"{stats['repeats']} repeats) · cold {stats['cold_ms']:,.3f} ms</p>",
+            _table(breakdown(run)), *_run_sections(run, figs)]
+    return "\n".join(body) + "</body></html>\n"
+
+
+def _sweep_report(folder: Path) -> str:
+    from analyzers.scaling import fit_components
+
+    summary = json.loads((folder / "sweep.json").read_text())
+    table = pd.read_csv(folder / "sweep.csv")
+    figs = folder / "figures"
+    figs.mkdir(exist_ok=True)
+    fits = fit_components(table[table["component"] != "ttft"])
+    cross = summary.get("crossover_attention_over_mlp")
+    body = [_head(f"TTFT of {summary.get('model', '')} from {table['seq_len'].min():,} to "
+                  f"{table['seq_len'].max():,} tokens")]
+    uri, data = _figure(folder / "figures", "stacked", figures.stacked_data(table), figures.stacked_bars,
+                        "TTFT by component and length")
+    body.append(_section("TTFT by component and length", uri, data, "Median repeat at each length.", index=True))
+    scaling = table[table["component"] != "ttft"].reset_index(drop=True)
+    uri, _ = _figure(figs, "scaling", scaling, figures.scaling_chart, fits, cross, "time against prompt length")
+    note = (f"Attention overtakes the MLP at about {cross:,.0f} tokens." if cross else
+            "Attention does not overtake the MLP within the fitted range.")
+    body.append(_section("Scaling and fits", uri, scaling, note))
+    body.append(_table(pd.DataFrame(summary["fits"])))
+    body.append("<h2>How far TTFT = k·n + C drifts</h2>" + _table(pd.DataFrame(summary["linear_ttft_drift"])))
+    longest = folder / summary["runs"][-1]
+    body.append(f"<h2>Longest run: {html.escape(summary['runs'][-1])}</h2>")
+    body += _run_sections(load_run(longest), figs, prefix=f"{summary['runs'][-1]}-")
+    return "\n".join(body) + "</body></html>\n"
+
+
+def write_report(path: str | Path) -> Path:
+    """Write report.html into a run or sweep folder and return its path."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ReportError(f"{folder} is not a folder; pass a run folder or a sweep folder.")
+    try:
+        if (folder / "sweep.json").exists():
+            page = _sweep_report(folder)
+        elif (folder / "run.json").exists():
+            page = _run_report(folder)
+        else:
+            raise ReportError(f"{folder} holds neither run.json nor sweep.json, so it is not a run or a sweep folder.")
+    except (RunFormatError, OSError, KeyError, ValueError) as exc:
+        if isinstance(exc, ReportError):
+            raise
+        raise ReportError(f"{folder} could not be read whole ({exc}); re-run the profile that made it.") from None
+    out = folder / "report.html"
+    atomic.write_text(out, page)
+    return out
