@@ -80,7 +80,7 @@ def from_datasheet(spec, device_name: str | None = None) -> Ceilings:
     """Ceilings from a hardware-table row (analyzers.hardware.HardwareSpec)."""
     flops = {DTYPE_ALIASES.get(k, k): v * 1e12 for k, v in spec.peak_tflops.items()}
     return Ceilings(device_name or spec.name, flops, spec.bandwidth_gbs * 1e9,
-                    f"datasheet: {spec.name}", {"key": spec.key})
+                    f"datasheet: {spec.name}", {"key": spec.key, "boost_clock_mhz": spec.boost_clock_mhz})
 
 
 def choose(device_name: str, on_gpu: bool, gpu_key: str | None = None) -> tuple[Ceilings | None, str]:

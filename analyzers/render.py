@@ -46,14 +46,51 @@ def summary(run: Run) -> dict:
     }
 
 
+# How each telemetry metric reads in a sentence: (label, scale, unit, digits)
+METRIC_FORMAT = {
+    "cpu_util_pct": ("CPU", 1, "%", 0), "rss_bytes": ("RSS", 1e-6, " MB", 0),
+    "gpu_util_pct": ("GPU util", 1, "%", 0), "mem_util_pct": ("mem util", 1, "%", 0),
+    "sm_clock_mhz": ("SM clock", 1, " MHz", 0), "mem_clock_mhz": ("mem clock", 1, " MHz", 0),
+    "power_w": ("power", 1, " W", 0), "temp_c": ("temp", 1, " °C", 0), "mem_used_bytes": ("mem used", 1e-9, " GB", 1),
+    "gpm_sm_util_pct": ("SM active", 1, "%", 0), "gpm_sm_occupancy_pct": ("occupancy", 1, "%", 0),
+    "gpm_tensor_util_pct": ("tensor pipe", 1, "%", 0), "gpm_dram_bw_util_pct": ("DRAM bw", 1, "%", 0),
+}
+
+
+def telemetry_lines(run: Run) -> list[str]:
+    """The sampling window, then each phase's averages, or why a phase has none."""
+    t = run.telemetry
+    if not t:
+        return []
+    lines = [f"telemetry ({'NVML' if t['kind'] == 'nvml' else 'process CPU and memory'}, every "
+             f"{t['interval_ms']:g} ms): {t['samples']} samples over {t['window_ms']:,.0f} ms"]
+    if t.get("warning"):
+        lines.append(f"warning: {t['warning']}")
+    short = []
+    for phase in ("h2d", "forward", "sampling", "d2h"):
+        rows = [r for r in t.get("attributed", []) if r["group"] == "phase" and r["name"] == phase]
+        values = [r for r in rows if r["value"] == r["value"] and r["metric"] in METRIC_FORMAT]
+        if values:
+            parts = []
+            for r in values:
+                label, scale, unit, digits = METRIC_FORMAT[r["metric"]]
+                parts.append(f"{label} {r['value'] * scale:,.{digits}f}{unit}")
+            lines.append(f"  {phase}: " + ", ".join(parts) + f" ({values[0]['samples']} samples)")
+        elif rows:
+            short.append(f"{phase} {rows[0]['covered_ms']:.3g} ms")
+    if short:
+        lines.append(f"  too short to sample at {t['interval_ms']:g} ms (fewer than 3 samples): {', '.join(short)}")
+    return lines
+
+
 def _roofline(run: Run):
     """(roofline table or None, a line saying why there is none)."""
     if not run.ceilings:
         return None, "no roofline: no ceilings for this device; run `ttft-profile calibrate` once, or pass --gpu NAME"
-    from analyzers.roofline import run_roofline
+    from analyzers.roofline import effective_ceilings, run_roofline
 
     try:
-        return run_roofline(run), None
+        return run_roofline(run), effective_ceilings(run)[1]
     except ValueError as exc:
         return None, f"no roofline: {exc}"
 
@@ -100,7 +137,7 @@ def render_table(run: Run, console) -> None:
         console.print(f"TTFT floor {_ms(floor)} ms against {_ms(stats['p50_ms'])} ms measured "
                       f"({100 * floor / stats['p50_ms']:.0f}% of the hardware's limit); "
                       f"{run.ceilings['source']} ({run.ceilings['device_name']})")
-    elif roof_note:
+    if roof_note:
         console.print(roof_note)
     spread = f"min {_ms(stats['min_ms'])}, max {_ms(stats['max_ms'])}"
     if "p90_ms" in stats:
@@ -108,6 +145,8 @@ def render_table(run: Run, console) -> None:
     console.print(f"TTFT p50 {_ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, "
                   f"{run.warmup} warmup)")
     console.print(f"cold TTFT (first prefill of the process) {_ms(stats['cold_ms'])} ms")
+    for line in telemetry_lines(run):
+        console.print(line, markup=False)
     if run.logits_kept != "last":
         console.print("[yellow]finding: the model computed logits for every position; "
                       "lm_head is timed over the whole sequence, as serving engines would not.[/]")

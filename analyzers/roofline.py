@@ -64,6 +64,37 @@ def run_costs(run) -> pd.DataFrame:
                            attn=run.attn, logits=run.logits_kept, layers=run.layers_built or None)
 
 
+def measured_clock(run) -> tuple[float | None, list[str]]:
+    """Mean SM clock (MHz) during the forward phase, and the throttle reasons seen then."""
+    rows = (run.telemetry or {}).get("attributed", [])
+    clock, reasons = None, []
+    for row in rows:
+        if row["group"] != "phase" or row["name"] != "forward" or row["value"] != row["value"]:
+            continue
+        if row["metric"] == "sm_clock_mhz":
+            clock = float(row["value"])
+        elif row["metric"] == "clock_event_reasons":
+            from analyzers.telemetry import throttle_reason_names
+
+            reasons = [r for r in throttle_reason_names(int(row["value"])) if r != "GpuIdle"]
+    return clock, reasons
+
+
+def effective_ceilings(run) -> tuple[Ceilings, str | None]:
+    """A datasheet's compute peak assumes its boost clock; a slower measured clock scales it down."""
+    ceilings = Ceilings.from_dict(run.ceilings)
+    boost = ceilings.details.get("boost_clock_mhz")
+    clock, reasons = measured_clock(run)
+    if not boost or clock is None or clock >= 0.99 * boost:
+        return ceilings, None
+    scale = clock / boost
+    scaled = Ceilings(ceilings.device_name, {k: v * scale for k, v in ceilings.flops_per_s.items()},
+                      ceilings.bytes_per_s, ceilings.source, {**ceilings.details, "clock_scale": scale})
+    why = ", ".join(reasons) if reasons else "no throttle reason reported"
+    return scaled, (f"compute peak scaled to the measured SM clock, {clock:,.0f} of {boost:,.0f} MHz "
+                    f"({100 * scale:.0f}%; {why})")
+
+
 def run_roofline(run) -> pd.DataFrame | None:
     """The roofline of a saved run, or None when the run recorded no ceilings."""
     if not run.ceilings:
@@ -71,7 +102,8 @@ def run_roofline(run) -> pd.DataFrame | None:
     from analyzers.breakdown import breakdown
 
     measured = breakdown(run).set_index("component")["ms"].to_dict()
-    return roofline(run_costs(run), Ceilings.from_dict(run.ceilings), run.dtype, measured)
+    ceilings, _note = effective_ceilings(run)
+    return roofline(run_costs(run), ceilings, run.dtype, measured)
 
 
 def ttft_floor_ms(table: pd.DataFrame) -> float:

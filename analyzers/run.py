@@ -59,6 +59,9 @@ class Run:
     trace_file: str | None = None
     # the ceilings the roofline divides by (analyzers.ceilings.Ceilings as a dict), if any
     ceilings: dict | None = None
+    # telemetry summary (sampling window, caveats, averages per phase and component); samples in nvml.csv
+    telemetry: dict | None = None
+    telemetry_samples: list[dict] = field(default_factory=list, repr=False)
     path: str | None = None
 
     def breakdown(self):
@@ -71,6 +74,7 @@ class Run:
         out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
         out.update(asdict(self))
         out.pop("path")
+        out.pop("telemetry_samples")  # bulky: they go to nvml.csv
         return out
 
     @classmethod
@@ -84,7 +88,7 @@ class Run:
                 "use the ttft-profile version that wrote it."
             )
         known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known and k != "path"}
+        kwargs = {k: v for k, v in data.items() if k in known and k not in ("path", "telemetry_samples")}
         try:
             return cls(**kwargs, path=path)
         except TypeError as exc:
@@ -107,6 +111,10 @@ class Run:
                 self.notices.append(f"no roofline: {exc}")
             else:
                 atomic.write_text(folder / "roofline.csv", _csv(table))
+        if self.telemetry_samples:
+            from analyzers.telemetry import write_samples_csv
+
+            write_samples_csv(self.telemetry_samples, folder / "nvml.csv")
         # run.json last: its presence marks a complete folder.
         atomic.write_text(folder / "run.json", json.dumps(self.to_dict(), indent=1) + "\n")
         self.path = str(folder)

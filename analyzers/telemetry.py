@@ -9,8 +9,11 @@ span, so such a span gets no number, only a note saying exactly why.
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
@@ -129,3 +132,48 @@ def counter_events(samples_df: pd.DataFrame | Iterable[dict], base_time_ns: int,
                            "args": {metric: _plain(value)}})
     events.sort(key=lambda event: event["ts"])
     return events
+
+
+SAMPLE_COLUMNS = ("t_ns", "perf_ns", "device", "metric", "value")
+
+
+def _format(value: Any) -> str:
+    if not isinstance(value, float):
+        return "" if value is None else str(value)
+    if math.isnan(value):
+        return ""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def write_samples_csv(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Write the samples as CSV atomically (a folder gets `nvml.csv`); gaps are empty cells."""
+    from analyzers import atomic
+
+    target = Path(path)
+    if target.is_dir():
+        target = target / "nvml.csv"
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SAMPLE_COLUMNS)
+    for row in rows:
+        writer.writerow([_format(row.get(col)) for col in SAMPLE_COLUMNS])
+    atomic.write_text(target, buf.getvalue())
+    return target
+
+
+# nvmlClocksEventReason* bits (the same values as the older nvmlClocksThrottleReason*)
+CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = (
+    (0x1, "GpuIdle"), (0x2, "ApplicationsClocksSetting"), (0x4, "SwPowerCap"), (0x8, "HwSlowdown"),
+    (0x10, "SyncBoost"), (0x20, "SwThermalSlowdown"), (0x40, "HwThermalSlowdown"),
+    (0x80, "HwPowerBrakeSlowdown"), (0x100, "DisplayClockSetting"),
+)
+
+
+def throttle_reason_names(mask: int) -> list[str]:
+    """Names of the set clock-event bits; unknown bits as hex so nothing is silently dropped."""
+    mask = int(mask)
+    names = [name for bit, name in CLOCK_EVENT_REASONS if mask & bit]
+    unknown = mask & ~sum(bit for bit, _ in CLOCK_EVENT_REASONS)
+    if unknown:
+        names.append(hex(unknown))
+    return names

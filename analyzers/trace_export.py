@@ -133,11 +133,32 @@ def name_everything(events: list[dict]) -> None:
             named_t.add((pid, tid))
 
 
-def finalize_trace(raw_path: str | Path, out_path: str | Path, metadata: dict | None = None) -> dict:
-    """Read a raw Chrome trace, add our tracks, repair it, and write it gzipped and atomically."""
+def telemetry_counters(events: list[dict], base_ns: int, samples: list[dict]) -> list[dict]:
+    """Telemetry as "C" counter tracks of a process of their own, over the trace's own time span."""
+    from analyzers.telemetry import counter_events
+
+    slices = _x_events(events)
+    if not samples or not slices:
+        return []
+    lo = min(e["ts"] for e in slices)
+    hi = max(e["ts"] + e.get("dur", 0) for e in slices)
+    pid = _own_pid(events) + 1  # after ours (our_tracks takes max + 1)
+    window = (int(base_ns + lo * 1000), int(base_ns + hi * 1000))
+    counters = counter_events(samples, base_ns, pid, window_ns=window)
+    if not counters:
+        return []
+    return [_meta(pid, 0, "process_name", "telemetry"),
+            {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": -2}}, *counters]
+
+
+def finalize_trace(raw_path: str | Path, out_path: str | Path, metadata: dict | None = None,
+                   counters: list[dict] | None = None) -> dict:
+    """Read a raw Chrome trace, add our tracks and telemetry counters, repair it, write it gzipped and atomically."""
     data = json.loads(Path(raw_path).read_text())
     events = data["traceEvents"]
+    telemetry = telemetry_counters(events, int(data.get("baseTimeNanoseconds", 0)), counters or [])
     events.extend(our_tracks(events))
+    events.extend(telemetry)
     moved = repair_nesting(events)
     name_everything(events)
     if metadata:

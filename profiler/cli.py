@@ -60,6 +60,8 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout instead of the table")
     p.add_argument("--gpu", default=None,
                    help="roofline ceilings from this GPU's datasheet (default: calibrated, else detected)")
+    p.add_argument("--nvml-interval-ms", type=float, default=10.0,
+                   help="telemetry sampling interval: NVML on a GPU, process CPU and memory on a CPU (default: 10)")
     p.add_argument("--no-trace", action="store_true",
                    help="skip the extra prefill under torch.profiler that writes trace.json.gz")
     p.add_argument("--nvtx-only", action="store_true",
@@ -86,6 +88,8 @@ def _check_args(args, config: dict) -> list[str]:
         raise UsageError(f"--repeat {args.repeat} must be at least 1; use 5 or more for a stable p50.")
     if args.warmup < 0:
         raise UsageError(f"--warmup {args.warmup} is negative; use 0 or more.")
+    if not args.nvml_interval_ms > 0:
+        raise UsageError(f"--nvml-interval-ms {args.nvml_interval_ms:g} must be positive; use the default 10.")
     _check_attn(args.attn)
     limit = config.get("max_position_embeddings")
     if limit and args.seq_len > int(limit):

@@ -66,24 +66,32 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+PHASES = ("h2d", "forward", "sampling", "d2h")
+
+
 def _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs):
-    """One timed TTFT; returns (ns, outputs). Outputs stay alive until after the clock stops,
-    as a server keeps the KV cache: freeing it is not part of TTFT."""
+    """One timed TTFT; returns (ns, outputs, phase marks). Outputs stay alive until after the
+    clock stops, as a server keeps the KV cache: freeing it is not part of TTFT. The marks
+    (host perf_ns at the phase edges) place telemetry samples in a phase."""
+    clock = time.perf_counter_ns
     sync()
-    start = time.perf_counter_ns()
+    start = clock()
     rec.push(H2D)
     ids = ids_host.to(device)
     rec.pop()
+    h2d_end = clock()
     outputs = model(input_ids=ids, use_cache=True, **forward_kwargs)
+    forward_end = clock()
     rec.push(SAMPLING)
     token = sample(outputs.logits[:, -1, :])
     rec.pop()
+    sampling_end = clock()
     rec.push(D2H)
     token_host = token.to("cpu")  # blocks until the device is done
     rec.pop()
     sync()
-    end = time.perf_counter_ns()
-    return end - start, (outputs, token_host)
+    end = clock()
+    return end - start, (outputs, token_host), (start, h2d_end, forward_end, sampling_end, end)
 
 
 def profile_prefill(
@@ -98,14 +106,17 @@ def profile_prefill(
     progress: Progress | None = None,
     recorder: RangeRecorder | None = None,
     trace_dir: str | None = None,
+    telemetry_interval_ms: float | None = 10.0,
     meta: dict | None = None,
 ) -> Run:
     """Profile the prefill of a causal LM already in memory and return a `Run`.
 
     With `trace_dir`, one more prefill runs under torch.profiler after the
     timed ones and its trace is written there as `trace.json.gz` (save the
-    Run into the same folder). `meta` overrides recorded fields (model name,
-    source, layers) that the model object cannot tell.
+    Run into the same folder). Telemetry (NVML on a GPU, process CPU and
+    memory on a CPU) is sampled every `telemetry_interval_ms` from before the
+    warmup to after the last prefill; None switches it off. `meta` overrides
+    recorded fields (model name, source, layers) that the model object cannot tell.
     """
     import torch
 
@@ -154,23 +165,45 @@ def profile_prefill(
                 raise MemoryError(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
             raise
 
-    with torch.inference_mode(), instrument(model, rec) as info:
-        for step in range(warmup + repeat):
-            measured = step >= warmup
-            ns, keep = prefill()
-            del keep
-            times = rec.take()
-            if cold_ns is None:
-                cold_ns = ns
-            if measured:
-                rows.extend(_rows(times, len(samples)))
-                samples.append(ns)
-            if progress is not None:
-                progress("repeat" if measured else "warmup", step + 1, total)
-        if trace_dir is not None:
-            traced = _traced_repeat(prefill, rec, device.startswith("cuda"), trace_dir)
-            if progress is not None:
-                progress("trace", total, total)
+    from profiler import telemetry_run
+
+    sampler = telemetry_run.start_sampler(device, telemetry_interval_ms)
+    # Sample-to-component attribution needs range spans on the host clock (CPU runs).
+    log_spans = sampler is not None and type(rec) is RangeRecorder
+    marks, spans, raw_trace = [], [], None
+    try:
+        with torch.inference_mode(), instrument(model, rec) as info:
+            for step in range(warmup + repeat):
+                measured = step >= warmup
+                rec.spans = [] if log_spans else None
+                ns, keep, mark = prefill()
+                del keep
+                times = rec.take()
+                if cold_ns is None:
+                    cold_ns = ns
+                if measured:
+                    rows.extend(_rows(times, len(samples)))
+                    samples.append(ns)
+                    marks.append(mark)
+                    if log_spans:
+                        spans.append(sorted(((k.component, a, b, d) for k, a, b, d in rec.spans),
+                                            key=lambda span: span[1]))
+                if progress is not None:
+                    progress("repeat" if measured else "warmup", step + 1, total)
+            rec.spans = None
+            if trace_dir is not None:
+                traced, raw_trace = _traced_repeat(prefill, rec, on_gpu, trace_dir)
+                if progress is not None:
+                    progress("trace", total, total)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+    telemetry, telemetry_rows = None, []
+    if sampler is not None:
+        telemetry = telemetry_run.summary(sampler, marks, spans if log_spans else None)
+        telemetry_rows = sampler.samples()
+    if raw_trace is not None:
+        _finish_trace(raw_trace, trace_dir, traced["profiled_ttft_ns"], telemetry_rows)
     present = sorted(info.components | {"h2d", "sampling", "d2h"})
     name = getattr(config, "_name_or_path", "") or type(model).__name__
     fields = dict(
@@ -188,6 +221,7 @@ def profile_prefill(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     fields.update(traced)
+    fields.update(telemetry=telemetry, telemetry_samples=telemetry_rows)
     fields.update(meta or {})
     return Run(**fields)
 
@@ -197,19 +231,29 @@ def _rows(times: dict, repeat: int) -> list[dict]:
              "ns": ns, "calls": calls} for key, (ns, calls) in times.items()]
 
 
-def _traced_repeat(prefill, rec, on_gpu: bool, trace_dir: str) -> dict:
-    """One prefill under torch.profiler; its own range times are kept to check the trace against."""
-    from analyzers.trace_export import finalize_trace
+def _traced_repeat(prefill, rec, on_gpu: bool, trace_dir: str) -> tuple[dict, str]:
+    """One prefill under torch.profiler; its own range times are kept to check the trace against.
+    The raw trace is finished later, once the telemetry that covers it has stopped."""
     from profiler.capture import profiled_call
 
     raw = os.path.join(trace_dir, ".trace.raw.json")
     try:
-        ns, keep = profiled_call(prefill, on_gpu, raw)
-        del keep
-        times = rec.take()
-        finalize_trace(raw, os.path.join(trace_dir, "trace.json.gz"),
-                       metadata={"profiled_ttft_ns": ns, "producer": "ttft-profile"})
+        ns, keep, _mark = profiled_call(prefill, on_gpu, raw)
+    except BaseException:
+        if os.path.exists(raw):
+            os.remove(raw)
+        raise
+    del keep
+    times = rec.take()
+    return {"profiled_ttft_ns": ns, "profiled_component_ns": _rows(times, 0), "trace_file": "trace.json.gz"}, raw
+
+
+def _finish_trace(raw: str, trace_dir: str, profiled_ns: int, telemetry_rows: list[dict]) -> None:
+    from analyzers.trace_export import finalize_trace
+
+    try:
+        finalize_trace(raw, os.path.join(trace_dir, "trace.json.gz"), counters=telemetry_rows,
+                       metadata={"profiled_ttft_ns": profiled_ns, "producer": "ttft-profile"})
     finally:
         if os.path.exists(raw):
             os.remove(raw)
-    return {"profiled_ttft_ns": ns, "profiled_component_ns": _rows(times, 0), "trace_file": "trace.json.gz"}

@@ -88,6 +88,9 @@ class RangeRecorder:
         # The decoder layer being run, so that module-level functions
         # (rope, the attention function) know their layer.
         self.layer: int | None = None
+        # (key, start_ns, end_ns, depth) of every range when a caller wants to place
+        # samples in time (telemetry per component); None keeps the hot path free of it.
+        self.spans: list[tuple] | None = None
 
     @property
     def depth(self) -> int:
@@ -117,6 +120,8 @@ class RangeRecorder:
             end = (before + self._clock()) // 2
         self._emit.nvtx_pop()
         duration = end - start
+        if self.spans is not None:
+            self.spans.append((key, start, end, len(self._stack)))
         if self._stack:
             self._stack[-1][2] += duration
         total = self.totals.get(key)

@@ -101,6 +101,7 @@ class Session:
                 self.model, seq_len, batch=args.batch, warmup=args.warmup, repeat=args.repeat,
                 sampling=sampling, seed=args.seed, progress=progress,
                 trace_dir=None if (args.no_trace or args.nvtx_only) else str(folder), recorder=recorder,
+                telemetry_interval_ms=args.nvml_interval_ms,
                 meta=dict(model=self.source.name, model_source=self.source.kind, model_origin=self.source.origin,
                           random_weights=self.source.random_weights, layers_built=self.built_layers,
                           layers_total=self.total_layers, device_name=self.info.name, config=self.source.config,

@@ -10,18 +10,15 @@ failing mid-run is a gap, never the end of the run.
 """
 from __future__ import annotations
 
-import csv
-import io
-import math
 import os
 import sys
 import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
+from analyzers.telemetry import CLOCK_EVENT_REASONS, throttle_reason_names  # noqa: F401 (re-exported)
 from profiler.errors import UsageError
 
 THREAD_NAME = "ttft-telemetry"
@@ -69,25 +66,9 @@ SAMPLE_VALUE_FIELDS: tuple[tuple[str, str], ...] = (
     ("NVML_VALUE_TYPE_SIGNED_LONG_LONG", "sllVal"), ("NVML_VALUE_TYPE_SIGNED_INT", "siVal"),
     ("NVML_VALUE_TYPE_UNSIGNED_SHORT", "usVal"),
 )
-# nvmlClocksEventReason* bits (the same values as the older nvmlClocksThrottleReason*)
-CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = (
-    (0x1, "GpuIdle"), (0x2, "ApplicationsClocksSetting"), (0x4, "SwPowerCap"), (0x8, "HwSlowdown"),
-    (0x10, "SyncBoost"), (0x20, "SwThermalSlowdown"), (0x40, "HwThermalSlowdown"),
-    (0x80, "HwPowerBrakeSlowdown"), (0x100, "DisplayClockSetting"),
-)
 # Errors that mean "this driver/GPU does not offer it" when seen before the first success:
 # the metric is left out (or the next fallback tried) instead of filling the run with gaps.
 _ABSENT_ERRORS = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound", "NVMLError_NoPermission")
-
-
-def throttle_reason_names(mask: int) -> list[str]:
-    """Names of the set clock-event bits; unknown bits as hex so nothing is silently dropped."""
-    mask = int(mask)
-    names = [name for bit, name in CLOCK_EVENT_REASONS if mask & bit]
-    unknown = mask & ~sum(bit for bit, _ in CLOCK_EVENT_REASONS)
-    if unknown:
-        names.append(hex(unknown))
-    return names
 
 
 class Sampler:
@@ -432,27 +413,3 @@ def _join(thread: threading.Thread, timeout: float) -> None:
     except KeyboardInterrupt:
         thread.join(timeout)
         raise
-
-
-def _format(value: Any) -> str:
-    if not isinstance(value, float):
-        return "" if value is None else str(value)
-    if math.isnan(value):
-        return ""
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
-
-
-def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Write the rows as CSV atomically (a folder gets `nvml.csv`); gaps are empty cells."""
-    from analyzers import atomic
-
-    target = Path(path)
-    if target.is_dir():
-        target = target / "nvml.csv"
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([_format(row.get(col)) for col in COLUMNS])
-    atomic.write_text(target, buf.getvalue())
-    return target

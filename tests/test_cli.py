@@ -19,7 +19,8 @@ def test_json_summary_and_run_folder(tmp_path):
     assert summary["ttft"]["repeats"] == 3
     total = sum(c["ms"] for c in summary["components"])
     assert total == pytest.approx(summary["ttft"]["p50_ms"], rel=1e-9)
-    assert sorted(p.name for p in out.iterdir()) == ["breakdown.csv", "breakdown_layers.csv", "run.json", "trace.json.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["breakdown.csv", "breakdown_layers.csv", "nvml.csv", "run.json",
+                                                     "trace.json.gz"]
     csv = pd.read_csv(out / "breakdown.csv")
     assert csv["ms"].sum() == pytest.approx(summary["ttft"]["p50_ms"], rel=1e-4)
     run = json.loads((out / "run.json").read_text())

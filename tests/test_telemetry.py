@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from analyzers.telemetry import counter_events, span_averages
+from analyzers.telemetry import write_samples_csv as write_csv
 from profiler import telemetry
-from profiler.telemetry import THREAD_NAME, Sampler, throttle_reason_names, write_csv
+from profiler.telemetry import THREAD_NAME, Sampler, throttle_reason_names
 from tests import fake_nvml
 from tests.fake_nvml import GPU_SAMPLES, MEM_SAMPLES, SM, FakeNVML
 
