@@ -83,6 +83,35 @@ def telemetry_lines(run: Run) -> list[str]:
     return lines
 
 
+def _layer_estimate(run: Run):
+    """Full-model estimate per component when only K of L layers were built, else None."""
+    if not run.layers_total or run.layers_built >= run.layers_total:
+        return None
+    from analyzers.layers import layer_extrapolation
+
+    try:
+        return layer_extrapolation(run).set_index("component")
+    except ValueError:
+        return None
+
+
+def layer_lines(run: Run, estimate) -> list[str]:
+    """Label the estimate as one, and show whether the K measured layers cost about the same."""
+    from analyzers.layers import layer_spread
+
+    k, total = run.layers_built, run.layers_total
+    lines = [f"estimate for all {total} layers: {_ms(estimate.loc['ttft', 'estimate_ms'])} ms "
+             f"(an estimate, not a measurement: per-layer components x {total}/{k}, the rest unchanged)"]
+    spread = layer_spread(run)
+    parts = []
+    for row in spread.itertuples(index=False):
+        if row.component in ("attention", "mlp", "qkv_proj") and row.layers > 1:
+            parts.append(f"{row.component} {_ms(row.min_ms)}–{_ms(row.max_ms)} ms (cv {100 * row.cv:.0f}%)")
+    if parts:
+        lines.append(f"  the {k} measured layers: " + ", ".join(parts))
+    return lines
+
+
 def _roofline(run: Run):
     """(roofline table or None, a line saying why there is none)."""
     if not run.ceilings:
@@ -114,6 +143,10 @@ def render_table(run: Run, console) -> None:
     grid.add_column("calls", justify="right")
     grid.add_column("ms/layer", justify="right")
     grid.add_column("min–max ms", justify="right")
+    estimate = _layer_estimate(run)
+    if estimate is not None:
+        grid.add_column(f"est. {run.layers_total} layers", justify="right",
+                        footer=_ms(estimate.loc["ttft", "estimate_ms"]))
     roof, roof_note = _roofline(run)
     extra = roofline_columns(roof) if roof is not None else {}
     extra_names = ["GFLOP", "MB", "bound", "floor ms", "eff"] if extra else []
@@ -121,13 +154,16 @@ def render_table(run: Run, console) -> None:
         footer = _ms(ttft_floor_ms(roof)) if name == "floor ms" else ""
         grid.add_column(name, justify="left" if name == "bound" else "right", footer=footer)
     for row in table.itertuples():
+        est_cells = []
+        if estimate is not None:
+            est_cells = [_ms(estimate.loc[row.component, "estimate_ms"]) if row.component in estimate.index else ""]
         if not row.present:
             if row.component in REMAINDERS:
                 continue
-            grid.add_row(row.component, "absent", *[""] * (4 + len(extra_names)), style="dim")
+            grid.add_row(row.component, "absent", *[""] * (4 + len(est_cells) + len(extra_names)), style="dim")
             continue
         per_layer = "" if math.isnan(row.ms_per_layer) else _ms(row.ms_per_layer)
-        more = [extra.get(row.component, {}).get(name, "") for name in extra_names]
+        more = est_cells + [extra.get(row.component, {}).get(name, "") for name in extra_names]
         grid.add_row(row.component, _ms(row.ms), f"{100 * row.share:.1f}%",
                      str(row.calls) if row.calls else "", per_layer,
                      f"{_ms(row.ms_min)}–{_ms(row.ms_max)}", *more)
@@ -145,6 +181,9 @@ def render_table(run: Run, console) -> None:
     console.print(f"TTFT p50 {_ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, "
                   f"{run.warmup} warmup)")
     console.print(f"cold TTFT (first prefill of the process) {_ms(stats['cold_ms'])} ms")
+    if estimate is not None:
+        for line in layer_lines(run, estimate):
+            console.print(line, markup=False)
     for line in telemetry_lines(run):
         console.print(line, markup=False)
     if run.logits_kept != "last":

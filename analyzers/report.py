@@ -94,6 +94,13 @@ def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
     return out
 
 
+def _shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The breakdown without the remainder row this run's clock does not use (other or host_gap)."""
+    from analyzers.components import REMAINDERS
+
+    return table[table["present"] | ~table["component"].isin(REMAINDERS)]
+
+
 def _head(title: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
@@ -108,7 +115,7 @@ def _run_report(folder: Path) -> str:
             f"<p>{html.escape(run.device_name)} · {run.dtype} · attn={html.escape(run.attn)} · TTFT p50 "
             f"{stats['p50_ms']:,.3f} ms (min {stats['min_ms']:,.3f}, max {stats['max_ms']:,.3f}, "
             f"{stats['repeats']} repeats) · cold {stats['cold_ms']:,.3f} ms</p>",
-            _table(breakdown(run)), *_run_sections(run, figs)]
+            _table(_shown(breakdown(run))), *_run_sections(run, figs)]
     return "\n".join(body) + "</body></html>\n"
 
 

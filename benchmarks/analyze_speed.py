@@ -99,16 +99,28 @@ def analyse(path: Path) -> dict[str, float]:
     return {"load": t1 - t0, "attribute": t2 - t1, "classify": t3 - t2, "by_annotation": t4 - t3}
 
 
+def _peak_rss_kib() -> int:
+    """VmHWM (peak resident set) of this process; unlike ru_maxrss it starts afresh at exec."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child_memory(path: Path) -> None:
     """Run in a fresh process so that neither the builder's objects nor earlier passes count."""
-    before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before_kib = _peak_rss_kib()
     tracemalloc.start()
     frame = load_trace(path)
     attribute(frame)
     classify_kernels(frame)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after_kib = _peak_rss_kib()
     print(json.dumps({"tracemalloc_peak": peak, "rss_growth": (after_kib - before_kib) * 1024}))
 
 
