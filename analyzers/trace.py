@@ -211,13 +211,15 @@ def _fast_frame(data: bytes) -> pd.DataFrame:
         **frame,
         "ts_us": ts_us,
         "dur_us": dur_us,
-        "correlation": _int_column(correlation),
-        "external_id": _int_column(external_id),
-        "stream": _int_column(stream),
-        "device": _int_column(device),
-        "bytes": _int_column(nbytes),
-        "flow_id": _int_column(flow_ids),
+        **_id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
     })
+
+
+def _id_columns(correlation, external_id, stream, device, nbytes, flow_ids) -> dict:
+    """The integer id columns, missing values kept as missing (nullable Int64)."""
+    return {"correlation": _int_column(correlation), "external_id": _int_column(external_id),
+            "stream": _int_column(stream), "device": _int_column(device), "bytes": _int_column(nbytes),
+            "flow_id": _int_column(flow_ids)}
 
 
 def _kind_categorical(kinds: dict, kind_codes: np.ndarray, field: int, as_str: bool) -> pd.Categorical:
@@ -318,12 +320,7 @@ def frame_from_events(events: list, source: str = "trace") -> pd.DataFrame:
         "tid": _categorical(tids, as_str=True),
         "ts_us": _float_column(ts, "ts", source),
         "dur_us": _float_column(dur, "dur", source),
-        "correlation": _int_column(correlation),
-        "external_id": _int_column(external_id),
-        "stream": _int_column(stream),
-        "device": _int_column(device),
-        "bytes": _int_column(nbytes),
-        "flow_id": _int_column(flow_ids),
+        **_id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
     })
 
 

@@ -118,3 +118,11 @@ def test_hub_id_in_the_local_cache_wins_over_the_table(tmp_path, monkeypatch):
     assert source.random_weights  # config cached, no safetensors
     (snapshot / "model.safetensors").write_bytes(b"")
     assert not resolve("Qwen/Qwen3-8B").random_weights
+
+
+def test_a_dtype_the_device_cannot_run_is_one_sentence():
+    from profiler.device import check_dtype_runs
+
+    # the meta device has no data to read back: the trial matmul fails as an unsupported dtype would
+    with pytest.raises(UsageError, match="does not run on meta"):
+        check_dtype_runs("float16", "meta")

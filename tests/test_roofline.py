@@ -101,6 +101,8 @@ def test_predict_qwen3_8b_without_torch():
     (["--model", "Qwen/Qwen3-8B", "--len", "0", "--gpu", "h100-sxm"], "--len 0"),
     (["--model", "Qwen/Qwen3-8B", "--len", "1024", "--gpu", "h100-sxm", "--batch", "0"], "--batch 0"),
     (["--model", "Qwen/Qwen3-8B", "--len", "1024", "--gpu", "h100-sxm", "--efficiency", "1.5"], "--efficiency 1.5"),
+    # the A100 has no fp8 tensor cores: its datasheet row has no fp8 peak
+    (["--model", "Qwen/Qwen3-8B", "--len", "1024", "--gpu", "a100-80gb", "--dtype", "fp8"], "fp8"),
 ])
 def test_predict_bad_input(args, needle):
     out = _predict_without_torch(*args)
@@ -133,3 +135,9 @@ def test_calibrate_then_runs_use_the_measured_ceilings(tmp_path):
             assert row["efficiency"] == pytest.approx(floor / measured[component], rel=1e-4)
         else:
             assert math.isnan(row["efficiency"])
+
+
+def test_predict_names_a_missing_config_field(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4}')
+    out = _predict_without_torch("--model", str(tmp_path), "--len", "128", "--gpu", "h100-sxm")
+    assert out.returncode == 2 and "hidden_size" in out.stderr and "Traceback" not in out.stderr
