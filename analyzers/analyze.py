@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzers.attribute import attribute, by_annotation, classify_kernels, device_events, top_kernels
+from analyzers.attribute import (
+    attribute,
+    by_annotation,
+    classify_kernels,
+    device_events,
+    top_kernels,
+    top_kernels_by_component,
+)
 from analyzers.run import load_run
 from analyzers.trace import load_trace
 
@@ -31,6 +38,8 @@ def analyze_trace(path: str | Path, top: int = 10) -> dict:
     }
     if has_ranges:
         out["tables"]["components"] = attribute(frame)
+        if len(dev):
+            out["tables"]["top kernels per component"] = top_kernels_by_component(frame, 3)
     if len(dev):
         out["tables"]["kernel classes"] = classify_kernels(frame)
         out["tables"]["top kernels"] = top_kernels(frame, top)[["name", "kernel_class", "ms", "share", "count"]]

@@ -22,7 +22,8 @@ import pandas as pd
 
 from analyzers.components import COMPONENTS, LABEL_PREFIX, parse_label
 
-__all__ = ["attribute", "by_annotation", "classify_kernels", "device_events", "link_launches", "top_kernels"]
+__all__ = ["attribute", "by_annotation", "classify_kernels", "device_events", "link_launches", "top_kernels",
+           "top_kernels_by_component"]
 
 # Kineto category names, compared lower-case: PyTorch < 1.10 wrote "Kernel", "Memcpy", "Runtime".
 DEVICE_CATS = frozenset({"kernel", "gpu_memcpy", "gpu_memset", "memcpy", "memset"})
@@ -150,6 +151,30 @@ def top_kernels(frame: pd.DataFrame, n: int = 10) -> pd.DataFrame:
         "count": grouped["count"].to_numpy(dtype=np.int64),
         "mean_us": grouped["sum"].to_numpy() / grouped["count"].to_numpy(),
     }, columns=TOP_COLUMNS)
+
+
+def top_kernels_by_component(frame: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+    """The `n` kernels with the most device time inside each component, `unlinked` included.
+
+    A component's kernel time says how much; its top kernels say which kernel
+    to look at (and the unlinked rows list the kernels whose launch was lost).
+    Columns: `component`, `name`, `ms`, `count`, `share_of_component`.
+    """
+    linked = link_launches(frame)
+    components = _components_of(linked["ttft_label"].to_numpy(dtype=object))
+    components[~linked["linked"].to_numpy()] = UNLINKED
+    table = pd.DataFrame({"component": components, "name": linked["name"].astype(str).to_numpy(dtype=object),
+                          "dur_us": linked["dur_us"].to_numpy(dtype=np.float64)})
+    grouped = table.groupby(["component", "name"], sort=False)["dur_us"].agg(["sum", "count"]).reset_index()
+    totals = grouped.groupby("component")["sum"].transform("sum")
+    grouped["share_of_component"] = np.where(totals > 0, grouped["sum"] / totals, 0.0)
+    order = {c: i for i, c in enumerate(_ORDER)}
+    grouped["_order"] = grouped["component"].map(order).fillna(len(order))
+    grouped = grouped.sort_values(["_order", "sum"], ascending=[True, False], kind="stable")
+    top = grouped.groupby("component", sort=False).head(n)
+    return pd.DataFrame({"component": top["component"].to_numpy(), "name": top["name"].to_numpy(),
+                         "ms": top["sum"].to_numpy() / 1e3, "count": top["count"].to_numpy(dtype=np.int64),
+                         "share_of_component": top["share_of_component"].to_numpy()})
 
 
 def by_annotation(frame: pd.DataFrame) -> pd.DataFrame:

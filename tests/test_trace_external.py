@@ -472,3 +472,16 @@ def test_launch_at_a_range_boundary_belongs_to_the_range(tmp_path: Path) -> None
     ]
     got = table(attribute(load_trace(write_trace(tmp_path, events))), "component")
     assert_tables_equal(got, {"rope": (3.0, 2), "attention": (4.0, 1)})
+
+
+def test_hand_trace_top_kernels_per_component(tmp_path: Path) -> None:
+    from analyzers.attribute import top_kernels_by_component
+
+    got = top_kernels_by_component(load_trace(write_trace(tmp_path, hand_trace())), n=3)
+    rows = {(r.component, r.name): (r.ms * 1e3, r.count) for r in got.itertuples(index=False)}
+    # attention: flash_fwd_kernel twice (7 + 11 us); other: two elementwise launches (5 + 4 us);
+    # unlinked lists the orphan kernel by name (17 us)
+    assert rows[("attention", "flash_fwd_kernel")] == (pytest.approx(18.0), 2)
+    assert rows[("other", "vectorized_elementwise_kernel")] == (pytest.approx(9.0), 2)
+    assert rows[("unlinked", "orphan_kernel")] == (pytest.approx(17.0), 1)
+    assert list(dict.fromkeys(got["component"])) == ["h2d", "rope", "attention", "mlp", "other", "unlinked"]
