@@ -50,6 +50,8 @@ def cmd_analyze(argv: list[str]) -> int:
 
     if not args.path.exists():
         raise UsageError(f"{args.path} does not exist; pass a run folder or a trace file.")
+    if (args.path / "sweep.json").is_file():
+        return _analyze_sweep(args.path, args.json)
     try:
         if args.path.is_dir():
             run = load_run(args.path)
@@ -71,6 +73,26 @@ def cmd_analyze(argv: list[str]) -> int:
         print(json.dumps(trace_report_json(report), indent=1))
     else:
         render_trace_report(report, Console())
+    return 0
+
+
+def _analyze_sweep(folder: Path, as_json: bool) -> int:
+    """A sweep folder: its summary again (the per-length runs are folders `analyze` reads too)."""
+    import pandas as pd
+
+    try:
+        summary = json.loads((folder / "sweep.json").read_text())
+        table = pd.read_csv(folder / "sweep.csv")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{folder} is a sweep folder that cannot be read whole ({exc}); run the sweep again.") from None
+    if as_json:
+        print(json.dumps(summary, indent=1, default=float))
+        return 0
+    from rich.console import Console
+
+    from analyzers.render_sweep import render_sweep
+
+    render_sweep(table, summary, str(folder), Console())
     return 0
 
 
