@@ -69,28 +69,69 @@ def _is_oom(exc: BaseException) -> bool:
 PHASES = ("h2d", "forward", "sampling", "d2h")
 
 
-def _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs):
+class _HostMarks:
+    """Phase edges on the host clock: the truth where the host does the work (CPU)."""
+
+    def start(self) -> int:
+        self.t0 = time.perf_counter_ns()
+        self.edges = []
+        return self.t0
+
+    def mark(self) -> None:
+        self.edges.append(time.perf_counter_ns())
+
+    def read(self) -> list[int]:
+        return self.edges
+
+
+class _DeviceMarks(_HostMarks):
+    """Phase edges where the device reaches them: a host clock read after launching the forward
+    would mark its launch, not its end. Events are read after the closing synchronisation and
+    placed on the host clock from the start, when host and device were synchronised."""
+
+    def __init__(self):
+        import torch
+
+        self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+
+    def start(self) -> int:
+        self.t0 = time.perf_counter_ns()
+        self._events[0].record()
+        self._used = 1
+        return self.t0
+
+    def mark(self) -> None:
+        self._events[self._used].record()
+        self._used += 1
+
+    def read(self) -> list[int]:
+        ref = self._events[0]
+        return [self.t0 + int(ref.elapsed_time(e) * 1e6) for e in self._events[1:self._used]]
+
+
+def _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs, marks=None):
     """One timed TTFT; returns (ns, outputs, phase marks). Outputs stay alive until after the
     clock stops, as a server keeps the KV cache: freeing it is not part of TTFT. The marks
-    (host perf_ns at the phase edges) place telemetry samples in a phase."""
-    clock = time.perf_counter_ns
+    (perf_ns at the phase edges) place telemetry samples in a phase."""
+    marks = marks or _HostMarks()
     sync()
-    start = clock()
+    start = marks.start()
     rec.push(H2D)
     ids = ids_host.to(device)
     rec.pop()
-    h2d_end = clock()
+    marks.mark()
     outputs = model(input_ids=ids, use_cache=True, **forward_kwargs)
-    forward_end = clock()
+    marks.mark()
     rec.push(SAMPLING)
     token = sample(outputs.logits[:, -1, :])
     rec.pop()
-    sampling_end = clock()
+    marks.mark()
     rec.push(D2H)
     token_host = token.to("cpu")  # blocks until the device is done
     rec.pop()
     sync()
-    end = clock()
+    end = time.perf_counter_ns()
+    h2d_end, forward_end, sampling_end = marks.read()
     return end - start, (outputs, token_host), (start, h2d_end, forward_end, sampling_end, end)
 
 
@@ -157,9 +198,11 @@ def profile_prefill(
     cold_ns = None
     traced: dict = {}
 
+    phase_marks = _DeviceMarks() if on_gpu else _HostMarks()
+
     def prefill():
         try:
-            return _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs)
+            return _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs, phase_marks)
         except Exception as exc:
             if _is_oom(exc):
                 raise MemoryError(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
