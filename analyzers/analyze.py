@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from analyzers.attribute import (
+    annotation_self_time,
     attribute,
     by_annotation,
     classify_kernels,
@@ -40,6 +41,11 @@ def analyze_trace(path: str | Path, top: int = 10) -> dict:
         out["tables"]["components"] = attribute(frame)
         if len(dev):
             out["tables"]["top kernels per component"] = top_kernels_by_component(frame, 3)
+    if not len(dev) and not has_ranges:
+        annotations = annotation_self_time(frame)
+        if len(annotations):
+            out["grouping"] = "user annotations (CPU self time)"
+            out["tables"]["by user annotation (CPU self time)"] = annotations.head(top)
     if len(dev):
         out["tables"]["kernel classes"] = classify_kernels(frame)
         out["tables"]["top kernels"] = top_kernels(frame, top)[["name", "kernel_class", "ms", "share", "count"]]

@@ -23,7 +23,7 @@ import pandas as pd
 from analyzers.components import COMPONENTS, LABEL_PREFIX, parse_label
 
 __all__ = ["attribute", "by_annotation", "classify_kernels", "device_events", "link_launches", "top_kernels",
-           "top_kernels_by_component"]
+           "top_kernels_by_component", "annotation_self_time"]
 
 # Kineto category names, compared lower-case: PyTorch < 1.10 wrote "Kernel", "Memcpy", "Runtime".
 DEVICE_CATS = frozenset({"kernel", "gpu_memcpy", "gpu_memset", "memcpy", "memset"})
@@ -191,6 +191,19 @@ def by_annotation(frame: pd.DataFrame) -> pd.DataFrame:
     names[~linked["linked"].to_numpy()] = "(unlinked)"
     table = _summarise(names, linked["dur_us"].to_numpy(dtype=np.float64), "annotation", None, None)
     return table[ANNOTATION_COLUMNS]
+
+
+def annotation_self_time(frame: pd.DataFrame) -> pd.DataFrame:
+    """CPU self time per user_annotation name, for traces with neither device events nor ttft ranges.
+
+    A CPU-only trace of someone else's code still says where the host time
+    went, by whatever they wrapped in record_function. Columns: `annotation`,
+    `ms` (self time: nested annotations on the same thread subtracted), `share`, `count`.
+    """
+    ranges = np.flatnonzero(_complete(frame) & _cat_in(frame, ANNOTATION_CATS))
+    self_us = _self_time(frame, ranges)
+    names = frame["name"].astype(str).to_numpy(dtype=object)[ranges]
+    return _summarise(names, self_us, "annotation", None, None)[ANNOTATION_COLUMNS]
 
 
 # ---------------------------------------------------------------- internals

@@ -208,8 +208,11 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
     costs["sampling"] = _work(b * spec.vocab, lb * b * spec.vocab + TOKEN_ID_BYTES * b, 1)
 
     rows = [(c, cost.flops, cost.executed, cost.bytes, cost.calls) for c, cost in costs.items()]
+    # Exact integers where they fit; beyond 2**63 (eager attention at millions of tokens) floats.
+    exact = max(max(r[1], r[2], r[3]) for r in rows) < 2**63
+    kind = "int64" if exact else "float64"
     return pd.DataFrame(rows, columns=list(COLUMNS)).astype(
-        {"flops": "int64", "flops_executed": "int64", "bytes": "int64", "calls": "int64"})
+        {"flops": kind, "flops_executed": kind, "bytes": kind, "calls": "int64"})
 
 
 def _norm(tokens: int, width: int, e: int) -> Cost:

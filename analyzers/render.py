@@ -26,7 +26,12 @@ def summary(run: Run) -> dict:
     for row in table.to_dict("records"):
         row["ms_per_layer"] = None if math.isnan(row["ms_per_layer"]) else row["ms_per_layer"]
         components.append(row)
+    roof, _note = _roofline(run)
     return {
+        "roofline": None if roof is None else roof.to_dict("records"),
+        "ttft_floor_ms": None if roof is None else ttft_floor_ms(roof),
+        "ceilings": run.ceilings,
+        "telemetry": {k: v for k, v in (run.telemetry or {}).items() if k != "attributed"} or None,
         "model": run.model,
         "random_weights": run.random_weights,
         "layers_built": run.layers_built,
@@ -149,7 +154,7 @@ def render_table(run: Run, console) -> None:
                         footer=_ms(estimate.loc["ttft", "estimate_ms"]))
     roof, roof_note = _roofline(run)
     extra = roofline_columns(roof) if roof is not None else {}
-    extra_names = ["GFLOP", "MB", "bound", "floor ms", "eff"] if extra else []
+    extra_names = ["GFLOP", "MB", "FLOP/B", "bound", "floor ms", "eff", "headroom ms"] if extra else []
     for name in extra_names:
         footer = _ms(ttft_floor_ms(roof)) if name == "floor ms" else ""
         grid.add_column(name, justify="left" if name == "bound" else "right", footer=footer)
@@ -186,6 +191,10 @@ def render_table(run: Run, console) -> None:
             console.print(line, markup=False)
     for line in telemetry_lines(run):
         console.print(line, markup=False)
+    remainder = table[table["component"].isin(REMAINDERS) & table["present"]]["share"].sum()
+    if remainder > 0.2:
+        console.print(f"[yellow]warning: {100 * remainder:.0f}% of TTFT is outside every named component: this "
+                      "architecture's modules may not be recognised (see docs/reading-a-breakdown.md).[/]")
     if run.logits_kept != "last":
         console.print("[yellow]finding: the model computed logits for every position; "
                       "lm_head is timed over the whole sequence, as serving engines would not.[/]")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from analyzers.console import console as make_console
+
 
 def _num(value: float, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -16,10 +18,9 @@ def _num(value: float, digits: int = 3) -> str:
 
 def render_prediction(model: str, seq_len: int, batch: int, dtype: str, gpu_name: str, table, totals: dict,
                       console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     console.print(f"[bold]{model}[/] · n={seq_len} b={batch} · {dtype} · {gpu_name} (datasheet ceilings)")
     grid = Table(show_footer=True, pad_edge=False)
     estimate = "estimate_ms" in table.columns
@@ -54,8 +55,10 @@ def roofline_columns(roof) -> dict[str, dict[str, str]]:
         cells[row.component] = {
             "GFLOP": _num(row.flops / 1e9),
             "MB": _num(row.bytes / 1e6),
+            "FLOP/B": _num(row.intensity),
             "bound": row.bound[:3],
             "floor ms": _num(row.floor_ms),
             "eff": "" if math.isnan(row.efficiency) else f"{100 * row.efficiency:.0f}%",
+            "headroom ms": _num(row.headroom_ms),
         }
     return cells

@@ -38,6 +38,8 @@ def render_sweep(table, summary: dict, path: str, console) -> None:
     console.print(f"a linear model TTFT = k·n + C is off by up to {drift['residual_pct']:+.1f}% "
                   f"(at {drift['seq_len']:,} tokens)")
     for row in summary.get("extrapolated_ttft", []):
-        console.print(f"extrapolated TTFT at {row['seq_len']:,} tokens: {row['ms']:,.1f} ± {row['stderr_ms']:,.1f} ms "
+        err = row.get("stderr_ms")
+        spread = "± unknown (a fit with no spare points)" if err is None or err != err else f"± {err:,.1f}"
+        console.print(f"extrapolated TTFT at {row['seq_len']:,} tokens: {row['ms']:,.1f} {spread} ms "
                       "(sum of the component fits; an extrapolation, not a measurement)")
     console.print(f"sweep folder: {path}")

@@ -72,10 +72,12 @@ def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
         roof = None
         out.append(f"<p class='note'>no roofline: {html.escape(str(exc))}</p>")
     if roof is not None:
-        ceilings = run.ceilings
-        peak = ceilings["flops_per_s"].get(run.dtype) or max(ceilings["flops_per_s"].values())
+        from analyzers.roofline import effective_ceilings
+
+        ceilings, _note = effective_ceilings(run)  # the roofs the table used, clock-scaled where measured
+        peak = ceilings.peak_flops(run.dtype) or max(ceilings.flops_per_s.values())
         uri, data = _figure(folder, f"{prefix}roofline", figures.roofline_data(roof), figures.roofline_chart,
-                            peak, ceilings["bytes_per_s"], f"roofline · {ceilings['source']}")
+                            peak, ceilings.bytes_per_s, f"roofline · {ceilings.source}")
         out.append(_section("Roofline", uri, data, "Each component under the device's roofs; the label is its "
                             "efficiency (floor / measured)."))
         out.append(_table(roof[["component", "flops", "bytes", "intensity", "bound", "floor_ms", "measured_ms",
@@ -139,6 +141,13 @@ def _sweep_report(folder: Path) -> str:
             "Attention does not overtake the MLP within the fitted range.")
     body.append(_section("Scaling and fits", uri, scaling, note))
     body.append(_table(pd.DataFrame(summary["fits"])))
+    if summary.get("extrapolated_ttft"):
+        body.append("<h2>Extrapolated (not measured)</h2><p class='note'>Each component's fit beyond the longest "
+                    "length, with its standard error; the TTFT is their sum.</p>"
+                    + _table(pd.DataFrame(summary["extrapolated_ttft"])) + _table(pd.DataFrame(summary["extrapolated"])))
+    if summary.get("residuals"):
+        body.append("<details><summary>residuals of every fit at every length</summary>"
+                    + _table(pd.DataFrame(summary["residuals"])) + "</details>")
     body.append("<h2>How far TTFT = k·n + C drifts</h2>" + _table(pd.DataFrame(summary["linear_ttft_drift"])))
     longest = folder / summary["runs"][-1]
     body.append(f"<h2>Longest run: {html.escape(summary['runs'][-1])}</h2>")
@@ -161,7 +170,8 @@ def write_report(path: str | Path) -> Path:
     except (RunFormatError, OSError, KeyError, ValueError) as exc:
         if isinstance(exc, ReportError):
             raise
-        raise ReportError(f"{folder} could not be read whole ({exc}); re-run the profile that made it.") from None
+        raise ReportError(f"{folder} could not be read whole ({str(exc).rstrip('.')}); "
+                          "re-run the profile that made it.") from None
     out = folder / "report.html"
     atomic.write_text(out, page)
     return out

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from analyzers import atomic
+from analyzers.jsonout import dumps
 
 SCHEMA = "ttft-profile/run"
 SCHEMA_VERSION = 1
@@ -79,7 +80,7 @@ class Run:
 
     @classmethod
     def from_dict(cls, data: dict, path: str | None = None) -> "Run":
-        if data.get("schema") != SCHEMA:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise RunFormatError("run.json is not a ttft-profile run (no 'schema' field of ttft-profile/run).")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
@@ -90,9 +91,12 @@ class Run:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known and k not in ("path", "telemetry_samples")}
         try:
-            return cls(**kwargs, path=path)
+            run = cls(**kwargs, path=path)
         except TypeError as exc:
             raise RunFormatError(f"run.json lacks required fields ({exc}); it was cut short or hand-edited.") from None
+        if not run.ttft_ns or not isinstance(run.ttft_ns, list):
+            raise RunFormatError("run.json holds no TTFT samples; it was cut short or hand-edited, so profile again.")
+        return run
 
     def save(self, folder: str | Path) -> Path:
         """Write run.json, breakdown.csv and breakdown_layers.csv, each atomically."""
@@ -116,7 +120,7 @@ class Run:
 
             write_samples_csv(self.telemetry_samples, folder / "nvml.csv")
         # run.json last: its presence marks a complete folder.
-        atomic.write_text(folder / "run.json", json.dumps(self.to_dict(), indent=1) + "\n")
+        atomic.write_text(folder / "run.json", dumps(self.to_dict()) + "\n")
         self.path = str(folder)
         return folder
 
@@ -131,8 +135,12 @@ def load_run(path: str | Path) -> Run:
     """Read a run folder (or its run.json) without importing torch."""
     path = Path(path)
     run_json = path / "run.json" if path.is_dir() else path
+    if (path / "sweep.json").is_file():
+        raise RunFormatError(f"{path} is a sweep folder, not a run; pass one of its runs, such as {path}/n<len>.")
     if not run_json.exists():
         raise RunFormatError(f"{path} is not a run folder: it has no run.json.")
+    if run_json.name != "run.json":
+        raise RunFormatError(f"{path} is not a run folder or a run.json; pass the run's folder.")
     try:
         data = json.loads(run_json.read_text())
     except (OSError, ValueError) as exc:

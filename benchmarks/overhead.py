@@ -28,7 +28,7 @@ def main() -> None:
 
     from profiler.build import build
     from profiler.catalog import resolve
-    from profiler.instrument import instrument
+    from profiler.instrumentation import instrument
     from profiler.measure import _one_prefill
     from profiler.ranges import RangeRecorder
     from profiler.sampling import Sampling
@@ -92,7 +92,7 @@ def _isolated_range_cost_ns(calls: int = 20000) -> float:
     import torch
     from torch import nn
 
-    from profiler.instrument import _module_hooks
+    from profiler.instrumentation import _module_hooks
     from profiler.measure import H2D
     from profiler.ranges import RangeRecorder
 

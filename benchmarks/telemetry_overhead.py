@@ -28,7 +28,7 @@ def main() -> None:
 
     from profiler.build import build
     from profiler.catalog import resolve
-    from profiler.instrument import instrument
+    from profiler.instrumentation import instrument
     from profiler.measure import _one_prefill
     from profiler.ranges import RangeRecorder
     from profiler.sampling import Sampling

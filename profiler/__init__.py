@@ -15,7 +15,7 @@ def __getattr__(name):
 
         return profile_prefill
     if name == "instrument":
-        from profiler.instrument import instrument
+        from profiler.instrumentation import instrument
 
         return instrument
     if name == "Sampling":

@@ -139,10 +139,17 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
                 # Straight onto the device when accelerate is there; else through host memory
                 # (accelerate is optional: one more dependency for one code path).
                 direct = device != "cpu" and importlib.util.find_spec("accelerate") is not None
-                model = AutoModelForCausalLM.from_pretrained(
-                    source.weights_dir, config=config, dtype=torch_dtype, attn_implementation=attn,
-                    local_files_only=True, **({"device_map": device} if direct else {}),
-                )
+                try:
+                    model = AutoModelForCausalLM.from_pretrained(
+                        source.weights_dir, config=config, dtype=torch_dtype, attn_implementation=attn,
+                        local_files_only=True, **({"device_map": device} if direct else {}),
+                    )
+                except Exception as exc:  # the user's files: corrupt headers, shapes that do not fit the config
+                    if "memory" in str(exc).lower():
+                        raise  # the caller turns running out of memory into its own sentence
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise UsageError(f"the weights in {source.weights_dir} could not be loaded ({first}); "
+                                     "fix or remove the *.safetensors files to profile with random weights.") from None
                 if device != "cpu" and not direct:
                     model.to(device)
             else:

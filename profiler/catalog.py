@@ -67,6 +67,9 @@ def _from_local(path: Path, name: str) -> ModelSource:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"{config_file} is not readable JSON ({exc}); fix or replace the file.") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{config_file} holds a JSON {type(config).__name__}, not a config object; "
+                         "pass a folder saved with save_pretrained().")
     weights = str(path) if _has_safetensors(path) else None
     return ModelSource(name, "local", config, weights, str(path))
 

@@ -6,14 +6,21 @@ exit code 2; a traceback here is a bug.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from analyzers.console import console as make_console
+from analyzers.jsonout import dumps
 from profiler.errors import ArgParser as _Parser
 from profiler.errors import UsageError
 
 EXIT_USAGE = 2
+# What to install when an optional heavy dependency is missing (analyze and predict need none of them).
+MISSING_HINTS = {
+    "torch": "profiling and calibrate need it: run `make run`, or `pip install torch==2.13.0` then the project.",
+    "transformers": "profiling needs it: `pip install transformers`, or run `make run`.",
+    "matplotlib": "reports need it: `pip install matplotlib`, or run `make run`.",
+}
 
 
 def _token_count(text: str) -> int:
@@ -72,7 +79,8 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
 def _check_attn(attn: str) -> None:
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    known = sorted({"eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()})
+    # paged attention needs a paged KV cache that a prefill profile does not build
+    known = sorted({"eager", *(k for k in ALL_ATTENTION_FUNCTIONS.valid_keys() if not k.startswith("paged"))})
     if attn not in known:
         raise UsageError(f"--attn {attn!r} is not an attention implementation transformers knows; "
                          f"use one of {', '.join(known)}.")
@@ -157,13 +165,12 @@ def cmd_profile(argv: list[str]) -> int:
     if args.json:
         from analyzers.render import summary
 
-        print(json.dumps(summary(run), indent=1))
+        print(dumps(summary(run)))
     else:
-        from rich.console import Console
 
         from analyzers.render import render_table
 
-        render_table(run, Console())
+        render_table(run, make_console())
     return 0
 
 
@@ -182,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         return command(argv[1:]) if command else cmd_profile(argv)
     except UsageError as exc:
         print(f"ttft-profile: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        if missing.split(".")[0] not in MISSING_HINTS:
+            raise
+        print(f"ttft-profile: error: {missing.split('.')[0]} is not installed; {MISSING_HINTS[missing.split('.')[0]]}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ttft-profile: interrupted; no run folder was written.", file=sys.stderr)

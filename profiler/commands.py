@@ -9,12 +9,13 @@ import json
 import sys
 from pathlib import Path
 
+from analyzers.console import console as make_console
+from analyzers.jsonout import dumps
 from profiler.errors import ArgParser as _Parser
 from profiler.errors import UsageError
 
 
 def cmd_models(argv: list[str]) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from profiler import catalog
@@ -31,7 +32,7 @@ def cmd_models(argv: list[str]) -> int:
         table.add_row(name, c["model_type"], str(c["num_hidden_layers"]), str(c["hidden_size"]),
                       f"{heads}/{c.get('num_key_value_heads', heads)}", str(c["intermediate_size"]),
                       str(c["vocab_size"]), str(c.get("max_position_embeddings", "")))
-    Console().print(table)
+    make_console().print(table)
     print(f"default: {catalog.default_model()}")
     return 0
 
@@ -44,6 +45,8 @@ def cmd_analyze(argv: list[str]) -> int:
     parser.add_argument("--top", type=int, default=10, help="rows in the top-kernel and annotation tables")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON on stdout")
     args = parser.parse_args(argv)
+    if args.top < 1:
+        raise UsageError(f"--top {args.top} must be at least 1.")
     from analyzers.analyze import analyze_trace, render_trace_report, trace_report_json
     from analyzers.run import RunFormatError, load_run
     from analyzers.trace import TraceFormatError
@@ -60,19 +63,18 @@ def cmd_analyze(argv: list[str]) -> int:
             report = analyze_trace(args.path, top=args.top)
     except (RunFormatError, TraceFormatError) as exc:
         raise UsageError(str(exc).rstrip(".") + ".") from None
-    from rich.console import Console
 
     if report is None:
         from analyzers.render import render_table, summary
 
         if args.json:
-            print(json.dumps(summary(run), indent=1))
+            print(dumps(summary(run)))
         else:
-            render_table(run, Console())
+            render_table(run, make_console())
     elif args.json:
-        print(json.dumps(trace_report_json(report), indent=1))
+        print(dumps(trace_report_json(report)))
     else:
-        render_trace_report(report, Console())
+        render_trace_report(report, make_console())
     return 0
 
 
@@ -86,13 +88,12 @@ def _analyze_sweep(folder: Path, as_json: bool) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"{folder} is a sweep folder that cannot be read whole ({exc}); run the sweep again.") from None
     if as_json:
-        print(json.dumps(summary, indent=1, default=float))
+        print(dumps(summary))
         return 0
-    from rich.console import Console
 
     from analyzers.render_sweep import render_sweep
 
-    render_sweep(table, summary, str(folder), Console())
+    render_sweep(table, summary, str(folder), make_console())
     return 0
 
 
@@ -106,10 +107,18 @@ def cmd_calibrate(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from rich.console import Console
 
-    from analyzers.ceilings import save_calibrated
+    from analyzers.ceilings import cache_path, save_calibrated
     from profiler import device as dev
     from profiler.calibrate import calibrate
 
+    try:  # before ten seconds of measuring, not after
+        cache_path().parent.mkdir(parents=True, exist_ok=True)
+        probe = cache_path().with_suffix(".probe")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write the ceilings cache {cache_path()} ({exc.strerror}); "
+                         "set TTFT_PROFILE_CACHE to a writable folder.") from None
     device = dev.resolve_device(args.device)
     info = dev.describe(device)
     err = Console(stderr=True)
@@ -120,9 +129,9 @@ def cmd_calibrate(argv: list[str]) -> int:
         ceilings = calibrate(device, info.name)
     path = save_calibrated(ceilings)
     if args.json:
-        print(json.dumps(ceilings.to_dict(), indent=1))
+        print(dumps(ceilings.to_dict()))
         return 0
-    out = Console()
+    out = make_console()
     out.print(f"[bold]{info.name}[/] ({device})")
     for dtype, rate in ceilings.flops_per_s.items():
         out.print(f"  matmul {dtype:9s} {rate / 1e12:8.3f} TFLOP/s (best over sizes)")
@@ -157,7 +166,15 @@ def cmd_predict(argv: list[str]) -> int:
         raise UsageError(f"--len {args.seq_len} and --batch {args.batch} must both be at least 1.")
     if args.efficiency is not None and not 0 < args.efficiency <= 1:
         raise UsageError(f"--efficiency {args.efficiency} is outside (0, 1]; use e.g. 0.6 for 60% of the floor's speed.")
+    if args.efficiency is not None and args.from_run is not None:
+        raise UsageError("--efficiency and --from-run both set the efficiencies; pass one of them.")
+    if args.attn not in PREDICT_ATTN:
+        raise UsageError(f"--attn {args.attn!r} is not one the FLOP model knows; use one of {', '.join(PREDICT_ATTN)}.")
     source = catalog.resolve(args.model)
+    limit = source.config.get("max_position_embeddings")
+    if limit and args.seq_len > int(limit):
+        print(f"warning: --len {args.seq_len} is past {source.name}'s max_position_embeddings ({limit}); "
+              "the floor is still computed.", file=sys.stderr)
     gpu_key = args.gpu or _nvml_gpu_key()
     try:
         spec = gpu_by_key(gpu_key)
@@ -167,17 +184,20 @@ def cmd_predict(argv: list[str]) -> int:
             efficiencies = efficiencies_from_run(load_run(args.from_run))
         table, totals = predict(source.config, args.seq_len, from_datasheet(spec), dtype, batch=args.batch,
                                 attn=args.attn, efficiencies=efficiencies)
-    except (HardwareError, SpecError, RooflineError, RunFormatError) as exc:
+    except (HardwareError, SpecError, RooflineError, RunFormatError, ValueError) as exc:
         raise UsageError(str(exc).rstrip(".") + ".") from None
     if args.json:
-        print(json.dumps({"model": source.name, "seq_len": args.seq_len, "batch": args.batch, "dtype": dtype,
+        print(dumps({"model": source.name, "seq_len": args.seq_len, "batch": args.batch, "dtype": dtype,
                           "gpu": spec.key, "gpu_name": spec.name, "totals": totals,
-                          "components": table.to_dict("records")}, indent=1))
+                          "components": table.to_dict("records")}))
         return 0
     from analyzers.render_roofline import render_prediction
 
     render_prediction(source.name, args.seq_len, args.batch, dtype, spec.name, table, totals)
     return 0
+
+
+PREDICT_ATTN = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 
 
 def _token_count(text: str) -> int:
@@ -233,14 +253,13 @@ def cmd_diff(argv: list[str]) -> int:
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"a": str(args.run_a), "b": str(args.run_b), "warnings": warnings,
-                          "components": table.to_dict("records")}, indent=1, default=float))
+        print(dumps({"a": str(args.run_a), "b": str(args.run_b), "warnings": warnings,
+                     "components": table.to_dict("records")}))
         return 0
-    from rich.console import Console
 
     from analyzers.render_diff import render_diff
 
-    render_diff(table, str(args.run_a), str(args.run_b), Console())
+    render_diff(table, str(args.run_a), str(args.run_b), make_console())
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 from analyzers.components import RangeKey
 from analyzers.run import Run
 from profiler.errors import UsageError
-from profiler.instrument import instrument
+from profiler.instrumentation import instrument
 from profiler.ranges import RangeRecorder
 from profiler.sampling import Sampling
 
@@ -148,6 +148,7 @@ def profile_prefill(
     recorder: RangeRecorder | None = None,
     trace_dir: str | None = None,
     telemetry_interval_ms: float | None = 10.0,
+    vocab_size: int | None = None,
     meta: dict | None = None,
 ) -> Run:
     """Profile the prefill of a causal LM already in memory and return a `Run`.
@@ -172,7 +173,11 @@ def profile_prefill(
     sampling = sampling or Sampling()
     device, dtype = _model_device_dtype(model)
     config = getattr(model, "config", None)
-    vocab = int(getattr(config, "vocab_size", 32000))
+    vocab = int(vocab_size or getattr(config, "vocab_size", 0) or 0)
+    if vocab < 1:
+        raise UsageError("the model has no config.vocab_size; pass vocab_size= so the random prompt's ids fit it.")
+    if trace_dir is not None:
+        os.makedirs(trace_dir, exist_ok=True)  # fail now, not after every prefill has run
     generator = torch.Generator().manual_seed(seed)
     ids_host = torch.randint(0, vocab, (batch, seq_len), generator=generator)
     sample = sampling.make(device)

@@ -34,7 +34,9 @@ class StagedFolder:
 
     def __init__(self, final: Path):
         self.final = final
-        if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        if final.exists() and not final.is_dir():
+            raise UsageError(f"--out {final} is a file, not a folder; choose a new folder name.")
+        if final.exists() and any(final.iterdir()):
             raise UsageError(f"--out {final} already exists and is not empty; choose a new folder or remove it.")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -50,11 +50,18 @@ class Session:
     @classmethod
     def prepare(cls, args, seq_lens: list[int], check_args) -> "Session":
         """Everything that can fail in a sentence, checked before anything slow runs."""
+        from analyzers.model_spec import ModelSpec, SpecError
         from profiler import build as builder
         from profiler import catalog
         from profiler import device as dev
+        from profiler.sampling import Sampling
 
         source = catalog.resolve(args.model)
+        try:
+            ModelSpec.from_config(source.config)  # names a missing field before anything is built
+        except SpecError as exc:
+            raise UsageError(str(exc).rstrip(".") + ".") from None
+        Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)  # checks the sampling flags
         notices = []
         for seq_len in seq_lens:
             args.seq_len = seq_len
@@ -67,6 +74,10 @@ class Session:
         needed = builder.estimate_bytes(config, max(seq_lens), args.batch, dtype, args.attn)
         builder.check_fits(needed, info.available_memory_bytes, device)
         ceilings = _ceilings(info.name, device, args.gpu)
+        if args.gpu and ceilings is not None and not ceilings.peak_flops(dtype):
+            have = ", ".join(sorted(ceilings.flops_per_s))
+            raise UsageError(f"--gpu {args.gpu} has no {dtype} peak in the hardware table (it has {have}); "
+                             "pick another --dtype or --gpu.")
         if source.random_weights:
             where = "built in" if source.kind == "builtin" else source.kind
             notices.append(f"note: {source.name}: no weights found, built from its config ({where}) with random "
@@ -82,10 +93,19 @@ class Session:
 
     def build(self, with_status) -> None:
         from profiler import build as builder
+        from profiler.measure import _is_oom
 
-        built = with_status(
-            f"building {self.source.name} ({self.built_layers} of {self.total_layers} layers, {self.dtype}) "
-            f"on {self.device}", builder.build, self.source, self.args.layers, self.dtype, self.device, self.args.attn)
+        try:
+            built = with_status(
+                f"building {self.source.name} ({self.built_layers} of {self.total_layers} layers, {self.dtype}) "
+                f"on {self.device}", builder.build, self.source, self.args.layers, self.dtype, self.device,
+                self.args.attn)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            raise UsageError(
+                f"ran out of memory building the model; this run needs roughly {self.needed_bytes / 2**30:.1f} GiB, "
+                "so profile fewer layers with --layers K or a shorter --len.") from None
         self.model = built.model
 
     def profile(self, seq_len: int, folder, progress, command: list[str]):

@@ -6,10 +6,11 @@ fits are made from.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from analyzers.console import console as make_console
+from analyzers.jsonout import dumps
 from profiler.errors import UsageError
 
 
@@ -40,9 +41,19 @@ def summarise(table) -> dict:
     parts = extrapolate({k: f for k, f in fits.items() if k != "ttft"}, ahead)
     # TTFT ahead = the sum of the component fits (not the linear TTFT fit, which is the model being
     # shown wrong); errors added in quadrature, as if the components' fit errors were independent
-    totals = parts.groupby("seq_len").agg(ms=("ms", "sum"), stderr_ms=("stderr_ms", lambda e: (e**2).sum() ** 0.5))
+    # a fit with no spare points has an unknown error (NaN), and so has any sum that includes it
+    totals = parts.groupby("seq_len").agg(ms=("ms", "sum"),
+                                          stderr_ms=("stderr_ms", lambda e: (e**2).sum(skipna=False) ** 0.5))
+    residuals = []
+    for component, fit in fits.items():
+        measured = (table if component == "ttft" else components)
+        for row in measured[measured["component"] == component].itertuples(index=False):
+            fitted = fit.predict(row.seq_len)[0]
+            residuals.append({"component": component, "seq_len": int(row.seq_len), "ms": row.ms,
+                              "fitted_ms": fitted, "residual_ms": row.ms - fitted})
     return {
         "lengths": [int(n) for n in lengths],
+        "residuals": residuals,
         "fits": fits_table(fits).to_dict("records"),
         "crossover_attention_over_mlp": cross,
         "crossover_searched_up_to": n_max,
@@ -98,20 +109,19 @@ def cmd_sweep(argv: list[str]) -> int:
         atomic.write_text(staged.path / "sweep.csv", table.to_csv(index=False, float_format="%.6g"))
         atomic.write_text(staged.path / "fits.csv",
                           pd.DataFrame(summary["fits"]).to_csv(index=False, float_format="%.6g"))
-        atomic.write_text(staged.path / "sweep.json", json.dumps(summary, indent=1, default=float) + "\n")
+        atomic.write_text(staged.path / "sweep.json", dumps(summary) + "\n")
         path = staged.commit()
     except BaseException:
         staged.discard()
         raise
     if args.json:
         summary["sweep_dir"] = str(path)
-        print(json.dumps(summary, indent=1, default=float))
+        print(dumps(summary))
     else:
-        from rich.console import Console
 
         from analyzers.render_sweep import render_sweep
 
-        render_sweep(table, summary, str(path), Console())
+        render_sweep(table, summary, str(path), make_console())
     return 0
 
 

@@ -126,3 +126,17 @@ def test_device_clock_runs_call_the_remainder_host_gap():
     assert table.loc["host_gap", "ms"] == pytest.approx(8) and bool(table.loc["host_gap", "present"])
     assert table.loc["other", "ms"] == 0 and not bool(table.loc["other", "present"])
     assert table["ms"].sum() == pytest.approx(50)
+
+
+def test_every_analyzers_module_imports_without_torch():
+    import pkgutil
+
+    import analyzers
+
+    names = [f"analyzers.{m.name}" for m in pkgutil.iter_modules(analyzers.__path__)]
+    code = ("import sys, importlib; sys.modules['torch'] = None\n"
+            f"for name in {names!r}:\n    importlib.import_module(name)\n"
+            "assert sys.modules['torch'] is None\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(names) >= 20

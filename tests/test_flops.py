@@ -126,7 +126,7 @@ def test_total_params_match_the_built_model(tiny_model, name):
 def test_calls_match_the_instrumented_forward(tiny_model):
     import torch
 
-    from profiler.instrument import instrument
+    from profiler.instrumentation import instrument
 
     for name in ("tiny-qwen3", "tiny-phi3", "tiny-mistral"):
         model = tiny_model(name, "sdpa")

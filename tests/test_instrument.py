@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from profiler.component_rules import classify
-from profiler.instrument import instrument
+from profiler.instrumentation import instrument
 from profiler.ranges import RangeRecorder
 
 FAMILIES = ["tiny-qwen3", "tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma", "tiny-phi3"]
@@ -120,3 +120,12 @@ def test_tied_embeddings_are_one_tensor(tiny_model):
     # Gemma ties lm_head to the input embedding; a built model must too (one matrix, read once)
     model = tiny_model("tiny-gemma")
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+def test_the_public_api_names_are_the_functions():
+    import profiler.measure  # noqa: F401  (imports every submodule a session would)
+    from profiler import Sampling, instrument, profile_prefill
+
+    assert callable(instrument) and instrument.__name__ == "instrument"
+    assert callable(profile_prefill) and profile_prefill.__name__ == "profile_prefill"
+    assert Sampling().method == "greedy"
