@@ -175,10 +175,10 @@ def cmd_profile(argv: list[str]) -> int:
 
 
 def _commands():
-    from profiler import commands, sweep
+    from profiler import commands, roofline_commands, sweep
 
     return {"models": commands.cmd_models, "analyze": commands.cmd_analyze,
-            "calibrate": commands.cmd_calibrate, "predict": commands.cmd_predict,
+            "calibrate": roofline_commands.cmd_calibrate, "predict": roofline_commands.cmd_predict,
             "sweep": sweep.cmd_sweep, "diff": commands.cmd_diff, "report": commands.cmd_report}
 
 

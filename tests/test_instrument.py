@@ -49,6 +49,13 @@ def test_logits_are_bit_identical(tiny_model, name):
                     "o_proj": LAYERS, "embedding": 1, "lm_head": 1, "rope": 1}),
     ("tiny-llama", {"qkv_proj": 3 * LAYERS, "norm": 2 * LAYERS + 1, "mlp": LAYERS, "o_proj": LAYERS,
                     "embedding": 1, "lm_head": 1, "rope": 1}),
+    ("tiny-qwen2", {"qkv_proj": 3 * LAYERS, "norm": 2 * LAYERS + 1, "mlp": LAYERS, "o_proj": LAYERS,
+                    "embedding": 1, "lm_head": 1, "rope": 1}),
+    ("tiny-mistral", {"qkv_proj": 3 * LAYERS, "norm": 2 * LAYERS + 1, "mlp": LAYERS, "o_proj": LAYERS,
+                      "embedding": 1, "lm_head": 1, "rope": 1}),
+    # Gemma ties lm_head to the embedding matrix, but they stay two modules: both are timed
+    ("tiny-gemma", {"qkv_proj": 3 * LAYERS, "norm": 2 * LAYERS + 1, "mlp": LAYERS, "o_proj": LAYERS,
+                    "embedding": 1, "lm_head": 1, "rope": 1}),
     # Phi-3 fuses q,k,v into one qkv_proj and gate/up into one gate_up_proj inside the mlp
     ("tiny-phi3", {"qkv_proj": LAYERS, "norm": 2 * LAYERS + 1, "mlp": LAYERS, "o_proj": LAYERS,
                    "embedding": 1, "lm_head": 1, "rope": 1}),

@@ -80,3 +80,23 @@ def test_sampling_rules():
         Sampling(top_p=0)
     with pytest.raises(UsageError):
         Sampling(temperature=-1)
+
+
+class RunsOutOfMemory(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids, use_cache=True, logits_to_keep=1):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_running_out_of_memory_is_a_memory_error_and_leaves_nothing_behind(tiny_model):
+    import threading
+
+    model = RunsOutOfMemory(tiny_model("tiny-llama"))
+    with pytest.raises(MemoryError, match="out of memory"):
+        profile_prefill(model, 16, warmup=0, repeat=1)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert not [t for t in threading.enumerate() if t.name == "ttft-telemetry"]
