@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--len", dest="seq_len", type=int, default=2048)
-    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=60)
     parser.add_argument("--interval-ms", type=float, default=10.0)
     args = parser.parse_args()
 
