@@ -19,7 +19,6 @@ from analyzers.attribute import (
     top_kernels,
     top_kernels_by_component,
 )
-from analyzers.run import load_run
 from analyzers.trace import load_trace
 
 
@@ -108,11 +107,3 @@ def trace_report_json(report: dict) -> dict:
     data = {k: v for k, v in report.items() if k != "tables"}
     data["tables"] = {title: frame.to_dict("records") for title, frame in report["tables"].items()}
     return data
-
-
-def analyze_path(path: str | Path):
-    """('run', Run) for a run folder, ('trace', report) for a trace file."""
-    path = Path(path)
-    if path.is_dir():
-        return "run", load_run(path)
-    return "trace", analyze_trace(path)

@@ -66,9 +66,6 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-PHASES = ("h2d", "forward", "sampling", "d2h")
-
-
 class _HostMarks:
     """Phase edges on the host clock: the truth where the host does the work (CPU)."""
 
