@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from profiler.catalog import ModelSource
 from profiler.device import BYTES_PER_ELEMENT
-from profiler.errors import UsageError
+from profiler.errors import UsageError, first_line
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
                 except Exception as exc:  # the user's files: corrupt headers, shapes that do not fit the config
                     if "memory" in str(exc).lower():
                         raise  # the caller turns running out of memory into its own sentence
-                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    first = first_line(exc)
                     raise UsageError(f"the weights in {source.weights_dir} could not be loaded ({first}); "
                                      "fix or remove the *.safetensors files to profile with random weights.") from None
                 if device != "cpu" and not direct:
@@ -160,7 +160,7 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
                 model.tie_weights()  # no_init_weights also skips tying: Gemma's lm_head must be its embedding
                 _init_random_(model, float(config_dict.get("initializer_range", 0.02)))
     except (ValueError, ImportError) as exc:
-        first = str(exc).splitlines()[0]
+        first = first_line(exc)
         if "attn" in first.lower() or "attention" in first.lower():
             raise UsageError(f"--attn {attn} is not available for this model here ({first}); try --attn sdpa or eager.") from None
         raise

@@ -62,7 +62,7 @@ def cmd_analyze(argv: list[str]) -> int:
         else:
             report = analyze_trace(args.path, top=args.top)
     except (RunFormatError, TraceFormatError) as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
+        raise UsageError.from_error(exc) from None
 
     if report is None:
         from analyzers.render import render_table, summary
@@ -112,7 +112,7 @@ def cmd_diff(argv: list[str]) -> int:
     try:
         a, b = load_run(args.run_a), load_run(args.run_b)
     except RunFormatError as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
+        raise UsageError.from_error(exc) from None
     table = diff_runs(a, b)
     warnings = table.attrs.get("warnings", [])
     for line in warnings:
@@ -139,6 +139,6 @@ def cmd_report(argv: list[str]) -> int:
     try:
         html = write_report(args.path)
     except ReportError as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
+        raise UsageError.from_error(exc) from None
     print(f"report: {html}")
     return 0

@@ -9,7 +9,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-from profiler.errors import UsageError
+from profiler.errors import UsageError, first_line
 
 DTYPES = {
     "float32": "float32", "fp32": "float32",
@@ -69,7 +69,7 @@ def check_dtype_runs(dtype: str, device: str) -> None:
         x = torch.ones(8, 8, dtype=getattr(torch, dtype), device=device)
         (x @ x).sum().item()
     except (RuntimeError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise UsageError(
             f"--dtype {dtype} does not run on {device} ({first}); pick another --dtype."
         ) from None

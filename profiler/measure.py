@@ -16,7 +16,7 @@ from typing import Callable
 
 from analyzers.components import RangeKey
 from analyzers.run import Run
-from profiler.errors import UsageError
+from profiler.errors import UsageError, first_line
 from profiler.instrumentation import instrument
 from profiler.ranges import RangeRecorder
 from profiler.sampling import Sampling
@@ -207,7 +207,7 @@ def profile_prefill(
             return _one_prefill(model, ids_host, device, rec, sample, sync, forward_kwargs, phase_marks)
         except Exception as exc:
             if _is_oom(exc):
-                raise MemoryError(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
+                raise MemoryError(first_line(exc, "out of memory")) from None
             raise
 
     from profiler import telemetry_run

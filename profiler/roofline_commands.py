@@ -105,7 +105,7 @@ def cmd_predict(argv: list[str]) -> int:
         table, totals = predict(source.config, args.seq_len, from_datasheet(spec), dtype, batch=args.batch,
                                 attn=args.attn, efficiencies=efficiencies)
     except (HardwareError, SpecError, RooflineError, RunFormatError, ValueError) as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
+        raise UsageError.from_error(exc) from None
     if args.json:
         print(dumps({"model": source.name, "seq_len": args.seq_len, "batch": args.batch, "dtype": dtype,
                           "gpu": spec.key, "gpu_name": spec.name, "totals": totals,

@@ -18,7 +18,7 @@ def _ceilings(device_name: str, device: str, gpu: str | None):
     try:
         return ceiling_table.choose(device_name, device.startswith("cuda"), gpu)[0]
     except HardwareError as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
+        raise UsageError.from_error(exc) from None
 
 
 def _nvtx_only_recorder(device: str):
@@ -60,7 +60,7 @@ class Session:
         try:
             ModelSpec.from_config(source.config)  # names a missing field before anything is built
         except SpecError as exc:
-            raise UsageError(str(exc).rstrip(".") + ".") from None
+            raise UsageError.from_error(exc) from None
         Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)  # checks the sampling flags
         notices = []
         for seq_len in seq_lens:

@@ -74,7 +74,7 @@ def cmd_sweep(argv: list[str]) -> int:
     try:
         lengths = parse_lengths(args.lengths)
     except ValueError as exc:
-        raise UsageError(str(exc).rstrip(".") + ".") from None
+        raise UsageError.from_error(exc) from None
     session = Session.prepare(args, lengths, _check_args)
     final = args.out if args.out is not None else default_run_dir(Path("traces"), session.source.name, kind="sweep")
     staged = StagedFolder(final)
