@@ -111,20 +111,22 @@ def _check_args(args, config: dict) -> list[str]:
     return notices
 
 
-def _progress(enabled: bool):
-    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
-    if not enabled:
+def _progress(label: str):
+    """(bar, update(detail, done, total)): a started rich bar on stderr when it is a terminal;
+    (None, None) otherwise. The caller stops the bar."""
+    if not sys.stderr.isatty():
         return None, None
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), transient=True)
-    task = bar.add_task("prefill", total=None)
+    task = bar.add_task(label, total=None)
 
-    def update(phase: str, done: int, total: int) -> None:
-        bar.update(task, description=f"prefill ({phase})", completed=done, total=total)
+    def update(detail: str, done: int, total: int) -> None:
+        bar.update(task, description=f"{label} ({detail})", completed=done, total=total)
 
+    bar.start()
     return bar, update
 
 
@@ -149,10 +151,8 @@ def cmd_profile(argv: list[str]) -> int:
     try:
         session.announce()
         session.build(_with_status)
-        bar, update = _progress(sys.stderr.isatty())
+        bar, update = _progress("prefill")
         try:
-            if bar is not None:
-                bar.start()
             run = session.profile(args.seq_len, staged.path, update, ["ttft-profile", *argv])
         finally:
             if bar is not None:

@@ -6,7 +6,6 @@ fits are made from.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from analyzers.console import console as make_console
@@ -66,7 +65,7 @@ def summarise(table) -> dict:
 def cmd_sweep(argv: list[str]) -> int:
     from analyzers import atomic
     from analyzers.scaling import parse_lengths
-    from profiler.cli import _check_args, _with_status, profile_parser
+    from profiler.cli import _check_args, _progress, _with_status, profile_parser
     from profiler.runfolder import StagedFolder, default_run_dir
     from profiler.session import Session
 
@@ -83,20 +82,17 @@ def cmd_sweep(argv: list[str]) -> int:
     try:
         session.announce()
         session.build(_with_status)
-        rows, runs = [], []
-        bar, task = _bar(len(lengths))
+        rows = []
+        bar, update = _progress("sweep")
         try:
-            for n in lengths:
-                if bar is not None:
-                    bar.update(task, description=f"sweep: n={n}")
+            for done, n in enumerate(lengths):
+                if update is not None:
+                    update(f"n={n}", done, len(lengths))
                 folder = staged.path / f"n{n}"
                 folder.mkdir()
                 run = session.profile(n, folder, None, ["ttft-profile", "sweep", *argv])
                 run.save(folder)
                 rows += sweep_rows(run)
-                runs.append(run)
-                if bar is not None:
-                    bar.advance(task)
         finally:
             if bar is not None:
                 bar.stop()
@@ -123,16 +119,3 @@ def cmd_sweep(argv: list[str]) -> int:
 
         render_sweep(table, summary, str(path), make_console())
     return 0
-
-
-def _bar(total: int):
-    if not sys.stderr.isatty():
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True)
-    task = bar.add_task("sweep", total=total)
-    bar.start()
-    return bar, task
