@@ -35,3 +35,15 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600,
     env.pop("COLUMNS", None)  # a pipe, as in CI: the tables must still show every number
     return subprocess.run([sys.executable, "-m", "profiler.cli", *args], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def python_without_torch(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run Python code in a process where `import torch` fails, as on a laptop with only a run folder."""
+    prelude = "import sys; sys.modules['torch'] = None\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def cli_without_torch(*args: str) -> subprocess.CompletedProcess:
+    """`ttft-profile ARGS` in a process where torch cannot be imported."""
+    return python_without_torch(f"from profiler.cli import main\nsys.exit(main({list(args)!r}))\n")

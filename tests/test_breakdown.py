@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from analyzers import RunFormatError, breakdown, load_run, ttft_stats
 from analyzers.breakdown import nearest_rank_index
 from analyzers.run import Run
-from tests.conftest import ROOT
+from tests.conftest import python_without_torch
 
 
 def make_run(ttft_ns, rows, present=("embedding", "attention", "mlp", "sampling", "h2d", "d2h")) -> Run:
@@ -107,12 +105,11 @@ def test_analyzers_work_without_torch(tmp_path):
     ms = 1_000_000
     make_run([10 * ms], [row(0, "mlp", 4 * ms)]).save(tmp_path / "r")
     code = (
-        "import sys; sys.modules['torch'] = None\n"
         "import analyzers, json\n"
         f"run = analyzers.load_run({str(tmp_path / 'r')!r})\n"
         "print(json.dumps(run.breakdown().set_index('component')['ms'].to_dict()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = python_without_torch(code)
     assert out.returncode == 0, out.stderr
     ms_by_component = json.loads(out.stdout)
     assert ms_by_component["mlp"] == pytest.approx(4) and ms_by_component["other"] == pytest.approx(6)
@@ -134,9 +131,9 @@ def test_every_analyzers_module_imports_without_torch():
     import analyzers
 
     names = [f"analyzers.{m.name}" for m in pkgutil.iter_modules(analyzers.__path__)]
-    code = ("import sys, importlib; sys.modules['torch'] = None\n"
+    code = ("import importlib\n"
             f"for name in {names!r}:\n    importlib.import_module(name)\n"
             "assert sys.modules['torch'] is None\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = python_without_torch(code)
     assert out.returncode == 0, out.stderr
     assert len(names) >= 20

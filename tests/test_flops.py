@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from analyzers.flops import (
     total_params,
 )
 from analyzers.model_spec import ModelSpec, SpecError
+from tests.conftest import python_without_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = json.loads((ROOT / "profiler" / "data" / "models.json").read_text())["models"]
@@ -322,9 +321,6 @@ def test_bad_configs_are_named():
 
 
 def test_analyzers_import_without_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import analyzers.flops, analyzers.model_spec\n"
-            "print('ok')")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = python_without_torch("import analyzers.flops, analyzers.model_spec\nprint('ok')", timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"

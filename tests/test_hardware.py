@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 from analyzers import hardware
 from analyzers.hardware import HardwareError, HardwareSpec, detect_gpu, gpu_by_key, known_gpus
-from tests.conftest import ROOT
+from tests.conftest import python_without_torch
 
 REQUIRED = ("h100-sxm", "h100-pcie", "h200", "a100-40gb", "a100-80gb", "a10", "l4", "l40s", "rtx-4090", "b200", "v100")
 FIGURES = ("bandwidth_gbs", "sm_count", "boost_clock_mhz")
@@ -148,11 +146,10 @@ def test_known_gpus_is_a_copy():
 
 def test_imports_without_torch():
     code = (
-        "import sys; sys.modules['torch'] = None\n"
         "from analyzers.hardware import detect_gpu, gpu_by_key\n"
         "print(detect_gpu('NVIDIA H100 80GB HBM3').key, gpu_by_key('a100-80gb').peak_flops('bf16'))\n"
         "assert 'torch' not in {m.split('.')[0] for m, mod in sys.modules.items() if mod is not None}\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = python_without_torch(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["h100-sxm", "312000000000000.0"]

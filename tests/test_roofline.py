@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -13,7 +11,7 @@ from analyzers import ceilings as ceiling_table
 from analyzers.ceilings import Ceilings
 from analyzers.predict import predict
 from analyzers.roofline import RooflineError, roofline, ttft_floor_ms
-from tests.conftest import ROOT
+from tests.conftest import cli_without_torch
 
 # 100 GFLOP/s of float32 and 10 GB/s: easy numbers to divide by
 TOY = Ceilings("toy device", {"float32": 100e9}, 10e9, "hand-made")
@@ -72,10 +70,7 @@ def test_prediction_floor_and_estimate():
 
 
 def _predict_without_torch(*args):
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from profiler.cli import main\n"
-            f"sys.exit(main({['predict', *args]!r}))\n")
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    return cli_without_torch("predict", *args)
 
 
 def test_predict_qwen3_8b_without_torch():

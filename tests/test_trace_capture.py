@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from collections import defaultdict
 
 import pytest
 
 from analyzers.trace_export import nesting_violations, repair_nesting
 from profiler import profile_prefill
-from tests.conftest import ROOT, SHARED_TRACES, run_cli
+from tests.conftest import SHARED_TRACES, cli_without_torch, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -116,17 +115,11 @@ def test_analyze_class_table_totals_all_device_time(name):
 
 def test_analyze_run_folder_without_torch(traced_run):
     _run, folder, _events = traced_run
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from profiler.cli import main\n"
-            f"sys.exit(main(['analyze', {str(folder)!r}, '--json']))\n")
-    import subprocess
-
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = cli_without_torch("analyze", str(folder), "--json")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert sum(c["ms"] for c in summary["components"]) == pytest.approx(summary["ttft"]["p50_ms"], rel=1e-9)
-    code_trace = code.replace(repr(str(folder)), repr(str(folder / "trace.json.gz")))
-    out = subprocess.run([sys.executable, "-c", code_trace], cwd=ROOT, capture_output=True, text=True)
+    out = cli_without_torch("analyze", str(folder / "trace.json.gz"), "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["grouping"] == "ttft components"
 

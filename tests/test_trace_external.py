@@ -152,12 +152,18 @@ def test_v100_every_device_event_finds_its_launch() -> None:
     assert len(linked) == len(plain_device(events))  # linked + unlinked = all, none dropped
 
 
-def test_v100_time_per_innermost_annotation_matches_plain_python() -> None:
-    events = raw_events("v100_ddp_rank0.json.gz")
+def annotation_tables_agree(name: str):
+    """by_annotation of a recorded trace against the same grouping done in plain Python from its JSON."""
+    events = raw_events(name)
     annotations = [e for e in events if e.get("ph") == "X" and e.get("cat") == "user_annotation"]
     expected = plain_time_by_innermost(events, annotations, lambda r: "(no annotation)" if r is None else r["name"])
-    got = by_annotation(load_trace(external("v100_ddp_rank0.json.gz")))
+    got = by_annotation(load_trace(external(name)))
     assert_tables_equal(table(got, "annotation"), expected)
+    return events, annotations, expected, got
+
+
+def test_v100_time_per_innermost_annotation_matches_plain_python() -> None:
+    events, annotations, expected, got = annotation_tables_agree("v100_ddp_rank0.json.gz")
     assert "DistributedDataParallel.forward" in expected  # a real figure, not an empty table
 
     # Inclusive time under "## forward ##" (launch on the same thread inside [ts, ts + dur]) equals
@@ -273,11 +279,7 @@ def test_a100_kernels_and_sync_events() -> None:
 
 
 def test_a100_named_ranges_match_plain_python() -> None:
-    events = raw_events("a100_alexnet.json.gz")
-    annotations = [e for e in events if e.get("ph") == "X" and e.get("cat") == "user_annotation"]
-    expected = plain_time_by_innermost(events, annotations, lambda r: "(no annotation)" if r is None else r["name"])
-    got = by_annotation(load_trace(external("a100_alexnet.json.gz")))
-    assert_tables_equal(table(got, "annotation"), expected)
+    events, annotations, expected, got = annotation_tables_agree("a100_alexnet.json.gz")
     measure = "[param|pytorch.model.alex_net|0|0|0|measure|forward]"
     assert expected[measure][1] > 0
 
