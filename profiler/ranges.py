@@ -2,8 +2,8 @@
 
 This is the hot path of an instrumented prefill (a few hundred ranges per
 forward), so it keeps per-range work to a clock read, a list push and two
-emitter calls, and computes exclusive time on the fly rather than storing
-every span.
+emitter checks (NVTX only with a tool attached, torch.profiler only while one
+records), and computes exclusive time on the fly rather than storing every span.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ Clock = Callable[[], int]
 
 
 class _Emitters:
-    """NVTX (domain `ttft`) and torch.profiler's record_function, created lazily."""
+    """NVTX (domain `ttft`) and torch.profiler ranges, each one object per label, made on first use."""
 
     def __init__(self, nvtx_on: bool, record_function_on: bool):
         self._domain = None
@@ -82,7 +82,7 @@ class RangeRecorder:
                  record_function_on: bool = True):
         self._clock = clock
         self._emit = _Emitters(nvtx_on, record_function_on)
-        # Each frame: [key, start_ns, child_ns, emitter_handle]
+        # Each frame: [key, start_ns, child_ns, profiler range or None]
         self._stack: list[list] = []
         self.totals: dict[RangeKey, list[int]] = {}
         # The decoder layer being run, so that module-level functions
