@@ -86,10 +86,9 @@ def _check_attn(attn: str) -> None:
                          f"use one of {', '.join(known)}.")
 
 
-def _check_args(args, config: dict) -> list[str]:
+def _check_args(args, config: dict, seq_lens: list[int]) -> list[str]:
+    """The flags once, then every prompt length; returns warning lines for lengths allowed past the limit."""
     notices = []
-    if args.seq_len < 1:
-        raise UsageError(f"--len {args.seq_len} must be at least 1 token.")
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be at least 1.")
     if args.repeat < 1:
@@ -100,14 +99,17 @@ def _check_args(args, config: dict) -> list[str]:
         raise UsageError(f"--nvml-interval-ms {args.nvml_interval_ms:g} must be positive; use the default 10.")
     _check_attn(args.attn)
     limit = config.get("max_position_embeddings")
-    if limit and args.seq_len > int(limit):
-        if not args.allow_long:
-            raise UsageError(
-                f"--len {args.seq_len} is above this model's max_position_embeddings ({limit}); "
-                "use a shorter --len, or --allow-long to run past it anyway."
-            )
-        notices.append(f"warning: --len {args.seq_len} is past max_position_embeddings ({limit}); "
-                       "positions beyond it are outside what the model was trained on.")
+    for seq_len in seq_lens:
+        if seq_len < 1:
+            raise UsageError(f"--len {seq_len} must be at least 1 token.")
+        if limit and seq_len > int(limit):
+            if not args.allow_long:
+                raise UsageError(
+                    f"--len {seq_len} is above this model's max_position_embeddings ({limit}); "
+                    "use a shorter --len, or --allow-long to run past it anyway."
+                )
+            notices.append(f"warning: --len {seq_len} is past max_position_embeddings ({limit}); "
+                           "positions beyond it are outside what the model was trained on.")
     return notices
 
 

@@ -62,10 +62,7 @@ class Session:
         except SpecError as exc:
             raise UsageError.from_error(exc) from None
         Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)  # checks the sampling flags
-        notices = []
-        for seq_len in seq_lens:
-            args.seq_len = seq_len
-            notices += [n for n in check_args(args, source.config) if n not in notices]
+        notices = check_args(args, source.config, seq_lens)
         config, built_layers, total_layers = builder.truncated_config(source.config, args.layers)
         device = dev.resolve_device(args.device)
         dtype = dev.resolve_dtype(args.dtype, device, config.get("torch_dtype") or config.get("dtype"))
