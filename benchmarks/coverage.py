@@ -27,7 +27,7 @@ def main() -> None:
     print(f"--len {args.seq_len}, {args.repeat} repeats, median repeat shown")
     print(f"{'model':14} {'TTFT ms':>9} {'other ms':>9} {'other %':>8} {'covered %':>10}")
     for name in [n for n in builtin_names() if n.startswith("tiny-")]:
-        model = build(resolve(name), None, "float32", "cpu", "sdpa").model
+        model = build(resolve(name), None, "float32", "cpu", "sdpa")
         table = profile_prefill(model, args.seq_len, warmup=2, repeat=args.repeat).breakdown().set_index("component")
         ttft, other = table["ms"].sum(), table.loc["other", "ms"]
         print(f"{name:14} {ttft:9.2f} {other:9.3f} {100 * other / ttft:8.2f} {100 - 100 * other / ttft:10.2f}")

@@ -32,7 +32,7 @@ def main() -> None:
     source = ModelSource(f"tiny-qwen3 ({args.total} layers)", "builtin", config, None, "benchmark")
     results = {}
     for layers in (args.layers, args.total):
-        model = build(source, layers, "float32", "cpu", "sdpa").model
+        model = build(source, layers, "float32", "cpu", "sdpa")
         run = profile_prefill(model, args.seq_len, warmup=2, repeat=args.repeat, telemetry_interval_ms=None,
                               meta={"layers_built": layers, "layers_total": args.total, "config": config})
         results[layers] = run

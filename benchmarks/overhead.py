@@ -33,7 +33,7 @@ def main() -> None:
     from profiler.ranges import RangeRecorder
     from profiler.sampling import Sampling
 
-    model = build(resolve(args.model), None, "float32", "cpu", "sdpa").model
+    model = build(resolve(args.model), None, "float32", "cpu", "sdpa")
     ids = torch.randint(0, model.config.vocab_size, (1, args.seq_len), generator=torch.Generator().manual_seed(0))
     sample = Sampling().make("cpu")
 

@@ -39,7 +39,7 @@ def main() -> None:
     worst_all = 0.0
     for model_name in [n for n in builtin_names() if n.startswith("tiny-")]:
         source = resolve(model_name)
-        model = build(source, None, "float32", "cpu", "sdpa").model
+        model = build(source, None, "float32", "cpu", "sdpa")
         run = profile_prefill(model, args.seq_len, warmup=2, repeat=5,
                               meta={"config": source.config, "ceilings": ceilings.to_dict()})
         roof = run_roofline(run).dropna(subset=["efficiency"])

@@ -26,7 +26,7 @@ def main() -> None:
     from profiler.catalog import resolve
     from profiler.sweep import sweep_rows
 
-    model = build(resolve(args.model), None, "float32", "cpu", "sdpa").model
+    model = build(resolve(args.model), None, "float32", "cpu", "sdpa")
     rows = []
     for n in parse_lengths(args.lengths):
         rows += sweep_rows(profile_prefill(model, n, warmup=2, repeat=args.repeat, telemetry_interval_ms=None))

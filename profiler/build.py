@@ -11,22 +11,10 @@ import contextlib
 import importlib.util
 import io
 import math
-from dataclasses import dataclass
 
 from profiler.catalog import ModelSource
 from profiler.device import BYTES_PER_ELEMENT
 from profiler.errors import UsageError, first_line
-
-
-@dataclass(frozen=True)
-class BuiltModel:
-    model: object
-    source: ModelSource
-    layers_built: int
-    layers_total: int
-    dtype: str
-    attn: str
-    config: dict
 
 
 def layer_count(config: dict) -> int:
@@ -117,12 +105,12 @@ def _init_random_(model, std: float) -> None:
 _NOISE_BLOCK = 1 << 22
 
 
-def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn: str) -> BuiltModel:
+def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    config_dict, built, total = truncated_config(source.config, layers)
+    config_dict, _built, _total = truncated_config(source.config, layers)
     model_type = config_dict.get("model_type")
     if not model_type:
         raise UsageError("the model's config.json has no model_type; it cannot be built from its config.")
@@ -165,4 +153,4 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
             raise UsageError(f"--attn {attn} is not available for this model here ({first}); try --attn sdpa or eager.") from None
         raise
     model.eval()
-    return BuiltModel(model, source, built, total, dtype, attn, config_dict)
+    return model

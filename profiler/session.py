@@ -93,7 +93,7 @@ class Session:
         from profiler.measure import _is_oom
 
         try:
-            built = with_status(
+            self.model = with_status(
                 f"building {self.source.name} ({self.built_layers} of {self.total_layers} layers, {self.dtype}) "
                 f"on {self.device}", builder.build, self.source, self.args.layers, self.dtype, self.device,
                 self.args.attn)
@@ -103,7 +103,6 @@ class Session:
             raise UsageError(
                 f"ran out of memory building the model; this run needs roughly {self.needed_bytes / 2**30:.1f} GiB, "
                 "so profile fewer layers with --layers K or a shorter --len.") from None
-        self.model = built.model
 
     def profile(self, seq_len: int, folder, progress, command: list[str]):
         """One length: timed repeats, and the traced prefill into `folder` unless switched off."""

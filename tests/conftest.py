@@ -22,7 +22,7 @@ def tiny_model():
 
     def get(name: str = "tiny-qwen3", attn: str = "sdpa"):
         if (name, attn) not in cache:
-            cache[(name, attn)] = build(resolve(name), None, "float32", "cpu", attn).model
+            cache[(name, attn)] = build(resolve(name), None, "float32", "cpu", attn)
         return cache[(name, attn)]
 
     return get

@@ -95,11 +95,11 @@ def test_local_folder_with_safetensors_loads_the_real_weights(tmp_path, tiny_mod
     saved.save_pretrained(tmp_path / "m")
     source = resolve(str(tmp_path / "m"))
     assert source.kind == "local" and not source.random_weights
-    loaded = build(source, None, "float32", "cpu", "sdpa").model
+    loaded = build(source, None, "float32", "cpu", "sdpa")
     for (name, a), (_, b) in zip(saved.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     # --layers on real weights keeps the first layers' weights
-    two = build(source, 2, "float32", "cpu", "sdpa").model
+    two = build(source, 2, "float32", "cpu", "sdpa")
     assert len(two.model.layers) == 2
     assert torch.equal(two.model.layers[1].mlp.up_proj.weight, saved.model.layers[1].mlp.up_proj.weight)
 
