@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from analyzers.components import COMPONENTS
+from analyzers.vocabulary import COMPONENTS
 from analyzers.run import Run
 
 BREAKDOWN_COLUMNS = ["component", "ms", "share", "calls", "layers", "ms_per_layer", "ms_min", "ms_max", "present"]

@@ -58,7 +58,7 @@ class Run:
     profiled_ttft_ns: int | None = None
     profiled_component_ns: list[dict] = field(default_factory=list)
     trace_file: str | None = None
-    # the ceilings the roofline divides by (analyzers.ceilings.Ceilings as a dict), if any
+    # the ceilings the roofline divides by (analyzers.cost.ceilings.Ceilings as a dict), if any
     ceilings: dict | None = None
     # telemetry summary (sampling window, caveats, averages per phase and component); samples in nvml.csv
     telemetry: dict | None = None
@@ -107,7 +107,7 @@ class Run:
         atomic.write_text(folder / "breakdown.csv", _csv(self.breakdown()))
         atomic.write_text(folder / "breakdown_layers.csv", _csv(layer_breakdown(self)))
         if self.ceilings:
-            from analyzers.roofline import run_roofline
+            from analyzers.cost.roofline import run_roofline
 
             try:
                 table = run_roofline(self)
@@ -116,7 +116,7 @@ class Run:
             else:
                 atomic.write_text(folder / "roofline.csv", _csv(table))
         if self.telemetry_samples:
-            from analyzers.telemetry import write_samples_csv
+            from analyzers.telemetry.samples import write_samples_csv
 
             write_samples_csv(self.telemetry_samples, folder / "nvml.csv")
         # run.json last: its presence marks a complete folder.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzers.components import COMPONENTS
+from analyzers.vocabulary import COMPONENTS
 
 FIT_COLUMNS = ["component", "fit", "points", "c0", "c1", "c2", "r2", "max_abs_residual_ms"]
 EXTRAPOLATE_COLUMNS = ["component", "seq_len", "ms", "stderr_ms", "extrapolated"]

@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analyzers.attribute import attribute, by_annotation, classify_kernels  # noqa: E402
-from analyzers.trace import load_trace  # noqa: E402
+from analyzers.trace.attribute import attribute, by_annotation, classify_kernels  # noqa: E402
+from analyzers.trace.load import load_trace  # noqa: E402
 
 SOURCE = ROOT.parent / "shared" / "external-traces" / "v100_ddp_rank0.json.gz"
 TARGET_EVENTS_PER_S = 200_000

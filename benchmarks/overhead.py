@@ -30,7 +30,7 @@ def main() -> None:
     from profiler.catalog import resolve
     from profiler.instrumentation import instrument
     from profiler.measure import _one_prefill
-    from profiler.ranges import RangeRecorder
+    from profiler.recorders.host import RangeRecorder
     from profiler.sampling import Sampling
 
     model = build(resolve(args.model), None, "float32", "cpu", "sdpa")
@@ -94,7 +94,7 @@ def _isolated_range_cost_ns(calls: int = 20000) -> float:
 
     from profiler.instrumentation import _module_hooks
     from profiler.measure import H2D
-    from profiler.ranges import RangeRecorder
+    from profiler.recorders.host import RangeRecorder
 
     module, x = nn.Identity(), torch.zeros(1)
 

@@ -21,8 +21,8 @@ def main() -> None:
     parser.add_argument("--recalibrate", action="store_true")
     args = parser.parse_args()
 
-    from analyzers.ceilings import load_calibrated, save_calibrated
-    from analyzers.roofline import run_roofline
+    from analyzers.cost.ceilings import load_calibrated, save_calibrated
+    from analyzers.cost.roofline import run_roofline
     from profiler import profile_prefill
     from profiler.build import build
     from profiler.calibrate import calibrate

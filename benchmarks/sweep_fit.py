@@ -24,7 +24,7 @@ def main() -> None:
     from profiler import profile_prefill
     from profiler.build import build
     from profiler.catalog import resolve
-    from profiler.sweep import sweep_rows
+    from profiler.cli.sweep import sweep_rows
 
     model = build(resolve(args.model), None, "float32", "cpu", "sdpa")
     rows = []

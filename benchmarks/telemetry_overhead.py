@@ -30,7 +30,7 @@ def main() -> None:
     from profiler.catalog import resolve
     from profiler.instrumentation import instrument
     from profiler.measure import _one_prefill
-    from profiler.ranges import RangeRecorder
+    from profiler.recorders.host import RangeRecorder
     from profiler.sampling import Sampling
     from profiler.telemetry import Sampler
 

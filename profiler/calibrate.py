@@ -11,7 +11,7 @@ import datetime as _dt
 import time
 from typing import Callable
 
-from analyzers.ceilings import Ceilings
+from analyzers.cost.ceilings import Ceilings
 
 MATMUL_SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (2048, 4096, 8192)}
 COPY_MIB = {"cpu": (1, 4, 16, 64, 256), "cuda": (16, 256, 2048)}

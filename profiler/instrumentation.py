@@ -15,9 +15,9 @@ from typing import Iterator
 
 from torch import nn
 
-from analyzers.components import RangeKey
+from analyzers.vocabulary import RangeKey
 from profiler.component_rules import FUNCTION_RULES, classify
-from profiler.ranges import RangeRecorder
+from profiler.recorders.host import RangeRecorder
 
 
 @dataclass

@@ -14,11 +14,11 @@ import sys
 import time
 from typing import Callable
 
-from analyzers.components import RangeKey
+from analyzers.vocabulary import RangeKey
 from analyzers.run import Run
 from profiler.errors import UsageError, first_line
 from profiler.instrumentation import instrument
-from profiler.ranges import RangeRecorder
+from profiler.recorders.host import RangeRecorder
 from profiler.sampling import Sampling
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -188,7 +188,7 @@ def profile_prefill(
     on_gpu = device.startswith("cuda")
     if recorder is None:
         if on_gpu:
-            from profiler.event_ranges import EventRangeRecorder
+            from profiler.recorders.cuda import EventRangeRecorder
 
             recorder = EventRangeRecorder()
         else:
@@ -294,7 +294,7 @@ def _traced_repeat(prefill, rec, on_gpu: bool, trace_dir: str) -> tuple[dict, st
 
 
 def _finish_trace(raw: str, trace_dir: str, profiled_ns: int, telemetry_rows: list[dict]) -> None:
-    from analyzers.trace_export import finalize_trace
+    from analyzers.trace.export import finalize_trace
 
     try:
         finalize_trace(raw, os.path.join(trace_dir, "trace.json.gz"), counters=telemetry_rows,

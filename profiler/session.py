@@ -12,8 +12,8 @@ from profiler.errors import UsageError
 
 
 def _ceilings(device_name: str, device: str, gpu: str | None):
-    from analyzers import ceilings as ceiling_table
-    from analyzers.hardware import HardwareError
+    from analyzers.cost import ceilings as ceiling_table
+    from analyzers.cost.hardware import HardwareError
 
     try:
         return ceiling_table.choose(device_name, device.startswith("cuda"), gpu)[0]
@@ -24,10 +24,10 @@ def _ceilings(device_name: str, device: str, gpu: str | None):
 def _nvtx_only_recorder(device: str):
     """Under Nsight Systems CUPTI serves nsys, so torch.profiler stays out entirely."""
     if device.startswith("cuda"):
-        from profiler.event_ranges import EventRangeRecorder
+        from profiler.recorders.cuda import EventRangeRecorder
 
         return EventRangeRecorder(record_function_on=False)
-    from profiler.ranges import RangeRecorder
+    from profiler.recorders.host import RangeRecorder
 
     return RangeRecorder(record_function_on=False)
 
@@ -50,7 +50,7 @@ class Session:
     @classmethod
     def prepare(cls, args, seq_lens: list[int], check_args) -> "Session":
         """Everything that can fail in a sentence, checked before anything slow runs."""
-        from analyzers.model_spec import ModelSpec, SpecError
+        from analyzers.cost.model_spec import ModelSpec, SpecError
         from profiler import build as builder
         from profiler import catalog
         from profiler import device as dev

@@ -18,7 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from analyzers.telemetry import CLOCK_EVENT_REASONS, throttle_reason_names  # noqa: F401 (re-exported)
+from analyzers.telemetry.samples import CLOCK_EVENT_REASONS, throttle_reason_names  # noqa: F401 (re-exported)
 from profiler.errors import UsageError
 
 THREAD_NAME = "ttft-telemetry"

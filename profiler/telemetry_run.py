@@ -30,7 +30,7 @@ def start_sampler(device: str, interval_ms: float | None) -> Sampler | None:
 
 def summary(sampler: Sampler, marks: list[tuple], spans: list | None) -> dict:
     """What run.json keeps: the sampling window, the caveats, and averages per phase and component."""
-    from analyzers.telemetry_spans import attribute_samples
+    from analyzers.telemetry.spans import attribute_samples
 
     rows = sampler.samples()
     first, last, count = sampler.window()

@@ -1,8 +1,8 @@
 """Device-clock ranges, driven by fake CUDA events whose times are scripted by hand."""
 from __future__ import annotations
 
-from analyzers.components import RangeKey
-from profiler.event_ranges import EventRangeRecorder
+from analyzers.vocabulary import RangeKey
+from profiler.recorders.cuda import EventRangeRecorder
 
 
 class FakeClock:

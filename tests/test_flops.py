@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzers.flops import (
+from analyzers.cost.flops import (
     active_params,
     attention_pairs,
     component_costs,
@@ -24,7 +24,7 @@ from analyzers.flops import (
     non_embedding_params,
     total_params,
 )
-from analyzers.model_spec import ModelSpec, SpecError
+from analyzers.cost.model_spec import ModelSpec, SpecError
 from tests.conftest import python_without_torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,6 +321,6 @@ def test_bad_configs_are_named():
 
 
 def test_analyzers_import_without_torch():
-    done = python_without_torch("import analyzers.flops, analyzers.model_spec\nprint('ok')", timeout=120)
+    done = python_without_torch("import analyzers.cost.flops, analyzers.cost.model_spec\nprint('ok')", timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"

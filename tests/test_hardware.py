@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from analyzers import hardware
-from analyzers.hardware import HardwareError, HardwareSpec, detect_gpu, gpu_by_key, known_gpus
+from analyzers.cost import hardware
+from analyzers.cost.hardware import HardwareError, HardwareSpec, detect_gpu, gpu_by_key, known_gpus
 from tests.conftest import python_without_torch
 
 REQUIRED = ("h100-sxm", "h100-pcie", "h200", "a100-40gb", "a100-80gb", "a10", "l4", "l40s", "rtx-4090", "b200", "v100")
@@ -146,7 +146,7 @@ def test_known_gpus_is_a_copy():
 
 def test_imports_without_torch():
     code = (
-        "from analyzers.hardware import detect_gpu, gpu_by_key\n"
+        "from analyzers.cost.hardware import detect_gpu, gpu_by_key\n"
         "print(detect_gpu('NVIDIA H100 80GB HBM3').key, gpu_by_key('a100-80gb').peak_flops('bf16'))\n"
         "assert 'torch' not in {m.split('.')[0] for m, mod in sys.modules.items() if mod is not None}\n"
     )

@@ -9,7 +9,7 @@ import torch
 
 from profiler.component_rules import classify
 from profiler.instrumentation import instrument
-from profiler.ranges import RangeRecorder
+from profiler.recorders.host import RangeRecorder
 
 FAMILIES = ["tiny-qwen3", "tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma", "tiny-phi3"]
 LAYERS = 4  # every tiny built-in has 4 decoder layers

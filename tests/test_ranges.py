@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from analyzers.components import RangeKey, format_label, parse_label
-from profiler.ranges import RangeRecorder
+from analyzers.vocabulary import RangeKey, format_label, parse_label
+from profiler.recorders.host import RangeRecorder
 
 
 def scripted_clock(*ticks):

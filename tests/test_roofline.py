@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from analyzers import ceilings as ceiling_table
-from analyzers.ceilings import Ceilings
-from analyzers.predict import predict
-from analyzers.roofline import RooflineError, roofline, ttft_floor_ms
+from analyzers.cost import ceilings as ceiling_table
+from analyzers.cost.ceilings import Ceilings
+from analyzers.cost.predict import predict
+from analyzers.cost.roofline import RooflineError, roofline, ttft_floor_ms
 from tests.conftest import cli_without_torch
 
 # 100 GFLOP/s of float32 and 10 GB/s: easy numbers to divide by

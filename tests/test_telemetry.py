@@ -16,8 +16,8 @@ import time
 import pandas as pd
 import pytest
 
-from analyzers.telemetry import counter_events, span_averages
-from analyzers.telemetry import write_samples_csv as write_csv
+from analyzers.telemetry.samples import counter_events, span_averages
+from analyzers.telemetry.samples import write_samples_csv as write_csv
 from profiler import telemetry
 from profiler.telemetry import THREAD_NAME, Sampler, throttle_reason_names
 from tests import fake_nvml

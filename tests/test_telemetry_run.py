@@ -9,9 +9,9 @@ import threading
 import pandas as pd
 import pytest
 
-from analyzers.ceilings import Ceilings
-from analyzers.roofline import effective_ceilings, run_roofline
-from analyzers.telemetry_spans import attribute_samples, exclusive_ms
+from analyzers.cost.ceilings import Ceilings
+from analyzers.cost.roofline import effective_ceilings, run_roofline
+from analyzers.telemetry.spans import attribute_samples, exclusive_ms
 from profiler import profile_prefill
 from tests.test_breakdown import make_run, row
 

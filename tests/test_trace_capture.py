@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from analyzers.trace_export import nesting_violations, repair_nesting
+from analyzers.trace.export import nesting_violations, repair_nesting
 from profiler import profile_prefill
 from tests.conftest import SHARED_TRACES, cli_without_torch, run_cli
 
@@ -64,8 +64,8 @@ def test_every_track_is_named_and_our_tracks_exist(traced_run):
 
 
 def test_analyze_agrees_with_the_run_on_the_profiled_repeat(traced_run):
-    from analyzers.attribute import attribute
-    from analyzers.trace import load_trace
+    from analyzers.trace.attribute import attribute
+    from analyzers.trace.load import load_trace
 
     run, folder, _events = traced_run
     from_trace = attribute(load_trace(folder / "trace.json.gz")).set_index("component")["ms"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzers.attribute import (
+from analyzers.trace.attribute import (
     attribute,
     by_annotation,
     classify_kernels,
@@ -22,7 +22,7 @@ from analyzers.attribute import (
     link_launches,
     top_kernels,
 )
-from analyzers.trace import TraceFormatError, load_trace
+from analyzers.trace.load import TraceFormatError, load_trace
 
 EXTERNAL = Path(__file__).parents[1].parent / "shared" / "external-traces"
 DEVICE_CATS = {"kernel", "gpu_memcpy", "gpu_memset"}
@@ -477,7 +477,7 @@ def test_launch_at_a_range_boundary_belongs_to_the_range(tmp_path: Path) -> None
 
 
 def test_hand_trace_top_kernels_per_component(tmp_path: Path) -> None:
-    from analyzers.attribute import top_kernels_by_component
+    from analyzers.trace.attribute import top_kernels_by_component
 
     got = top_kernels_by_component(load_trace(write_trace(tmp_path, hand_trace())), n=3)
     rows = {(r.component, r.name): (r.ms * 1e3, r.count) for r in got.itertuples(index=False)}

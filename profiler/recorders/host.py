@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from analyzers.components import COLOURS, RangeKey
+from analyzers.vocabulary import COLOURS, RangeKey
 
 Clock = Callable[[], int]
 

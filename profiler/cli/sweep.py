@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analyzers.console import console as make_console
+from analyzers.render.console import console as make_console
 from analyzers.jsonout import dumps
 from profiler.errors import UsageError
 
@@ -115,7 +115,7 @@ def cmd_sweep(argv: list[str]) -> int:
         print(dumps(summary))
     else:
 
-        from analyzers.render_sweep import render_sweep
+        from analyzers.render.sweep import render_sweep
 
         render_sweep(table, summary, str(path), make_console())
     return 0

@@ -1,6 +1,6 @@
 """`ModelSpec`: the architecture facts of a decoder-only LM, read from its HF config.
 
-It feeds the FLOP and byte model (`analyzers.flops`), so every field is one
+It feeds the FLOP and byte model (`analyzers.cost.flops`), so every field is one
 that changes a cost. Facts that a config leaves implicit (Qwen2 always has a
 q/k/v bias, Qwen3 normalises q and k per head, Gemma ties its embeddings)
 live in the tables below, keyed by `model_type`, and mirror transformers'

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from analyzers.components import RangeKey
-from profiler.ranges import RangeRecorder
+from analyzers.vocabulary import RangeKey
+from profiler.recorders.host import RangeRecorder
 
 
 def _cuda_event():

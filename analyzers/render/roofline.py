@@ -1,9 +1,9 @@
-"""Terminal rendering of rooflines and predictions (rich); numbers come from analyzers.roofline."""
+"""Terminal rendering of rooflines and predictions (rich); numbers come from analyzers.cost.roofline."""
 from __future__ import annotations
 
 import math
 
-from analyzers.console import console as make_console
+from analyzers.render.console import console as make_console
 
 
 def _num(value: float, digits: int = 3) -> str:

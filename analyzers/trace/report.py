@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzers.attribute import (
+from analyzers.trace.attribute import (
     annotation_self_time,
     attribute,
     by_annotation,
@@ -19,7 +19,7 @@ from analyzers.attribute import (
     top_kernels,
     top_kernels_by_component,
 )
-from analyzers.trace import load_trace
+from analyzers.trace.load import load_trace
 
 
 def analyze_trace(path: str | Path, top: int = 10) -> dict:

@@ -77,7 +77,7 @@ def save_calibrated(ceilings: Ceilings) -> Path:
 
 
 def from_datasheet(spec, device_name: str | None = None) -> Ceilings:
-    """Ceilings from a hardware-table row (analyzers.hardware.HardwareSpec)."""
+    """Ceilings from a hardware-table row (analyzers.cost.hardware.HardwareSpec)."""
     flops = {DTYPE_ALIASES.get(k, k): v * 1e12 for k, v in spec.peak_tflops.items()}
     return Ceilings(device_name or spec.name, flops, spec.bandwidth_gbs * 1e9,
                     f"datasheet: {spec.name}", {"key": spec.key, "boost_clock_mhz": spec.boost_clock_mhz})
@@ -90,7 +90,7 @@ def choose(device_name: str, on_gpu: bool, gpu_key: str | None = None) -> tuple[
     ceilings for this very device; otherwise, on a GPU the table knows, its
     datasheet; otherwise none, and the run says how to get them.
     """
-    from analyzers.hardware import detect_gpu, gpu_by_key
+    from analyzers.cost.hardware import detect_gpu, gpu_by_key
 
     if gpu_key:
         spec = gpu_by_key(gpu_key)

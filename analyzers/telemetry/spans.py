@@ -13,7 +13,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from analyzers.telemetry import AGGREGATES, _frame
+from analyzers.telemetry.samples import AGGREGATES, _frame
 
 PHASES = ("h2d", "forward", "sampling", "d2h")
 ATTRIBUTED_COLUMNS = ["group", "name", "metric", "covered_ms", "samples", "value", "note"]

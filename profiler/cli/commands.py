@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from analyzers.console import console as make_console
+from analyzers.render.console import console as make_console
 from analyzers.jsonout import dumps
 from profiler.errors import ArgParser as _Parser
 from profiler.errors import UsageError
@@ -47,9 +47,9 @@ def cmd_analyze(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UsageError(f"--top {args.top} must be at least 1.")
-    from analyzers.analyze import analyze_trace, render_trace_report, trace_report_json
+    from analyzers.trace.report import analyze_trace, render_trace_report, trace_report_json
     from analyzers.run import RunFormatError, load_run
-    from analyzers.trace import TraceFormatError
+    from analyzers.trace.load import TraceFormatError
 
     if not args.path.exists():
         raise UsageError(f"{args.path} does not exist; pass a run folder or a trace file.")
@@ -65,7 +65,7 @@ def cmd_analyze(argv: list[str]) -> int:
         raise UsageError.from_error(exc) from None
 
     if report is None:
-        from analyzers.render import render_table, summary
+        from analyzers.render.terminal import render_table, summary
 
         if args.json:
             print(dumps(summary(run)))
@@ -91,7 +91,7 @@ def _analyze_sweep(folder: Path, as_json: bool) -> int:
         print(dumps(summary))
         return 0
 
-    from analyzers.render_sweep import render_sweep
+    from analyzers.render.sweep import render_sweep
 
     render_sweep(table, summary, str(folder), make_console())
     return 0
@@ -122,7 +122,7 @@ def cmd_diff(argv: list[str]) -> int:
                      "components": table.to_dict("records")}))
         return 0
 
-    from analyzers.render_diff import render_diff
+    from analyzers.render.diff import render_diff
 
     render_diff(table, str(args.run_a), str(args.run_b), make_console())
     return 0
@@ -134,7 +134,7 @@ def cmd_report(argv: list[str]) -> int:
         "Write report.html (self-contained, opens offline) and PNG figures for a run folder or a sweep folder."))
     parser.add_argument("path", type=Path, help="a run folder or a sweep folder")
     args = parser.parse_args(argv)
-    from analyzers.report import ReportError, write_report
+    from analyzers.render.html import ReportError, write_report
 
     try:
         html = write_report(args.path)

@@ -1,6 +1,6 @@
 """Who launched each GPU kernel, and where its time goes.
 
-Pure functions over the frame `analyzers.trace.load_trace` returns. The chain
+Pure functions over the frame `analyzers.trace.load.load_trace` returns. The chain
 is the one the design fixes: device event -> launch call (same `correlation`,
 or an `ac2g` flow when correlations are missing) -> innermost enclosing range
 on the launching thread. A component's GPU time is then the sum of its
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzers.components import COMPONENTS, LABEL_PREFIX, parse_label
+from analyzers.vocabulary import COMPONENTS, LABEL_PREFIX, parse_label
 
 __all__ = ["attribute", "by_annotation", "classify_kernels", "device_events", "link_launches", "top_kernels",
            "top_kernels_by_component", "annotation_self_time"]
@@ -33,7 +33,7 @@ ANNOTATION_CATS = frozenset({"user_annotation"})
 FLOW_CAT = "ac2g"  # "async CPU to GPU" flows; other flows (fwdbwd) link ops, not launches
 
 UNLINKED = "unlinked"
-KERNEL_CLASSES_PATH = Path(__file__).with_name("data") / "kernel_classes.json"
+KERNEL_CLASSES_PATH = Path(__file__).parents[1] / "data" / "kernel_classes.json"
 
 ATTRIBUTE_COLUMNS = ["component", "ms", "share", "count", "basis"]
 CLASS_COLUMNS = ["kernel_class", "ms", "share", "count"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 
 from analyzers.breakdown import breakdown, ttft_stats
-from analyzers.components import REMAINDERS
-from analyzers.render_roofline import roofline_columns
-from analyzers.roofline import ttft_floor_ms
+from analyzers.vocabulary import REMAINDERS
+from analyzers.render.roofline import roofline_columns
+from analyzers.cost.roofline import ttft_floor_ms
 from analyzers.run import Run
 
 
@@ -121,7 +121,7 @@ def _roofline(run: Run):
     """(roofline table or None, a line saying why there is none)."""
     if not run.ceilings:
         return None, "no roofline: no ceilings for this device; run `ttft-profile calibrate` once, or pass --gpu NAME"
-    from analyzers.roofline import effective_ceilings, run_roofline
+    from analyzers.cost.roofline import effective_ceilings, run_roofline
 
     try:
         return run_roofline(run), effective_ceilings(run)[1]

@@ -1,7 +1,7 @@
 """Read a Kineto (torch.profiler) Chrome-trace JSON into one pandas DataFrame.
 
 One row per trace event, in file order. The frame is the only thing the
-attribution functions (`analyzers.attribute`) need, so a trace recorded on a
+attribution functions (`analyzers.trace.attribute`) need, so a trace recorded on a
 GPU machine can be analysed later on a laptop with pandas alone.
 
 Speed and memory matter here: a long prefill trace holds hundreds of thousands

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from analyzers import atomic
-from analyzers.components import COLOURS, LABEL_PREFIX
+from analyzers.vocabulary import COLOURS, LABEL_PREFIX
 
 # Float timestamps (us) printed by Kineto round to 1 ns; ends that differ by
 # less than this are the same instant.
@@ -135,7 +135,7 @@ def name_everything(events: list[dict]) -> None:
 
 def telemetry_counters(events: list[dict], base_ns: int, samples: list[dict]) -> list[dict]:
     """Telemetry as "C" counter tracks of a process of their own, over the trace's own time span."""
-    from analyzers.telemetry import counter_events
+    from analyzers.telemetry.samples import counter_events
 
     slices = _x_events(events)
     if not samples or not slices:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from analyzers.console import console as make_console
+from analyzers.render.console import console as make_console
 from analyzers.jsonout import dumps
 from profiler.errors import ArgParser as _Parser
 from profiler.errors import UsageError
@@ -23,7 +23,7 @@ def cmd_calibrate(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from rich.console import Console
 
-    from analyzers.ceilings import cache_path, save_calibrated
+    from analyzers.cost.ceilings import cache_path, save_calibrated
     from profiler import device as dev
     from profiler.calibrate import calibrate
 
@@ -70,11 +70,11 @@ def cmd_predict(argv: list[str]) -> int:
     parser.add_argument("--from-run", type=Path, default=None, help="use the measured efficiencies of a saved run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from analyzers.ceilings import from_datasheet
-    from analyzers.hardware import HardwareError, gpu_by_key
-    from analyzers.model_spec import SpecError
-    from analyzers.predict import efficiencies_from_run, predict
-    from analyzers.roofline import RooflineError
+    from analyzers.cost.ceilings import from_datasheet
+    from analyzers.cost.hardware import HardwareError, gpu_by_key
+    from analyzers.cost.model_spec import SpecError
+    from analyzers.cost.predict import efficiencies_from_run, predict
+    from analyzers.cost.roofline import RooflineError
     from analyzers.run import RunFormatError, load_run
     from profiler import catalog
 
@@ -111,7 +111,7 @@ def cmd_predict(argv: list[str]) -> int:
                           "gpu": spec.key, "gpu_name": spec.name, "totals": totals,
                           "components": table.to_dict("records")}))
         return 0
-    from analyzers.render_roofline import render_prediction
+    from analyzers.render.roofline import render_prediction
 
     render_prediction(source.name, args.seq_len, args.batch, dtype, spec.name, table, totals)
     return 0
@@ -127,7 +127,7 @@ def _token_count(text: str) -> int:
 
 
 def _dtype_name(name: str) -> str:
-    from analyzers.ceilings import DTYPE_ALIASES
+    from analyzers.cost.ceilings import DTYPE_ALIASES
 
     name = str(name).lower()
     return DTYPE_ALIASES.get(name, name)
@@ -135,7 +135,7 @@ def _dtype_name(name: str) -> str:
 
 def _nvml_gpu_key() -> str:
     """This machine's GPU through NVML (no torch); a sentence asking for --gpu when there is none."""
-    from analyzers.hardware import detect_gpu, known_gpus
+    from analyzers.cost.hardware import detect_gpu, known_gpus
 
     try:
         import pynvml

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from analyzers.components import COLOURS, COMPONENTS
+from analyzers.vocabulary import COLOURS, COMPONENTS
 
 
 def _plt():

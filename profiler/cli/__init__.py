@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from analyzers.console import console as make_console
+from analyzers.render.console import console as make_console
 from analyzers.jsonout import dumps
 from profiler.errors import ArgParser as _Parser
 from profiler.errors import UsageError
@@ -165,19 +165,19 @@ def cmd_profile(argv: list[str]) -> int:
         staged.discard()
         raise
     if args.json:
-        from analyzers.render import summary
+        from analyzers.render.terminal import summary
 
         print(dumps(summary(run)))
     else:
 
-        from analyzers.render import render_table
+        from analyzers.render.terminal import render_table
 
         render_table(run, make_console())
     return 0
 
 
 def _commands():
-    from profiler import commands, roofline_commands, sweep
+    from profiler.cli import commands, roofline_commands, sweep
 
     return {"models": commands.cmd_models, "analyze": commands.cmd_analyze,
             "calibrate": roofline_commands.cmd_calibrate, "predict": roofline_commands.cmd_predict,

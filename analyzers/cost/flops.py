@@ -23,7 +23,7 @@ from typing import Literal
 
 import pandas as pd
 
-from analyzers.model_spec import ModelSpec
+from analyzers.cost.model_spec import ModelSpec
 
 Logits = Literal["last", "all"]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzers import atomic, figures
+from analyzers import atomic
+from analyzers.render import figures
 from analyzers.breakdown import breakdown, layer_breakdown, ttft_stats
 from analyzers.run import Run, RunFormatError, load_run
 
@@ -64,7 +65,7 @@ def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
                         f"{run.model} · n={run.seq_len} · TTFT p50 {stats['p50_ms']:,.2f} ms")
     out.append(_section("TTFT by component", uri, data,
                         "Exclusive time of the median repeat; the bars end at the measured TTFT."))
-    from analyzers.roofline import run_roofline
+    from analyzers.cost.roofline import run_roofline
 
     try:
         roof = run_roofline(run)
@@ -72,7 +73,7 @@ def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
         roof = None
         out.append(f"<p class='note'>no roofline: {html.escape(str(exc))}</p>")
     if roof is not None:
-        from analyzers.roofline import effective_ceilings
+        from analyzers.cost.roofline import effective_ceilings
 
         ceilings, _note = effective_ceilings(run)  # the roofs the table used, clock-scaled where measured
         peak = ceilings.peak_flops(run.dtype) or max(ceilings.flops_per_s.values())
@@ -98,7 +99,7 @@ def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
 
 def _shown(table: pd.DataFrame) -> pd.DataFrame:
     """The breakdown without the remainder row this run's clock does not use (other or host_gap)."""
-    from analyzers.components import REMAINDERS
+    from analyzers.vocabulary import REMAINDERS
 
     return table[table["present"] | ~table["component"].isin(REMAINDERS)]
 

@@ -12,15 +12,15 @@ from typing import Mapping
 
 import pandas as pd
 
-from analyzers.ceilings import Ceilings
-from analyzers.roofline import BYTES_PER_ELEMENT, roofline, ttft_floor_ms
+from analyzers.cost.ceilings import Ceilings
+from analyzers.cost.roofline import BYTES_PER_ELEMENT, roofline, ttft_floor_ms
 
 
 def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: int = 1, attn: str = "sdpa",
             efficiencies: Mapping[str, float] | float | None = None) -> tuple[pd.DataFrame, dict]:
     """(per-component table, totals). With efficiencies, `estimate_ms` = floor / efficiency per component."""
-    from analyzers.flops import component_costs
-    from analyzers.model_spec import ModelSpec
+    from analyzers.cost.flops import component_costs
+    from analyzers.cost.model_spec import ModelSpec
 
     spec = ModelSpec.from_config(config)
     costs = component_costs(spec, seq_len, batch=batch, dtype_bytes=BYTES_PER_ELEMENT.get(dtype, 2), attn=attn)
@@ -44,7 +44,7 @@ def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: i
 
 def efficiencies_from_run(run) -> dict[str, float]:
     """Measured efficiency per component of a saved run (its roofline), to scale a prediction."""
-    from analyzers.roofline import run_roofline
+    from analyzers.cost.roofline import run_roofline
 
     table = run_roofline(run)
     if table is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-GPUS_PATH = Path(__file__).with_name("data") / "gpus.json"
+GPUS_PATH = Path(__file__).parents[1] / "data" / "gpus.json"
 
 
 class HardwareError(ValueError):

@@ -11,7 +11,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from analyzers.ceilings import Ceilings
+from analyzers.cost.ceilings import Ceilings
 
 ROOFLINE_COLUMNS = ["component", "flops", "flops_executed", "bytes", "intensity", "compute_floor_ms",
                     "memory_floor_ms", "floor_ms", "bound", "measured_ms", "efficiency", "headroom_ms"]
@@ -24,7 +24,7 @@ class RooflineError(ValueError):
 
 def roofline(costs: pd.DataFrame, ceilings: Ceilings, dtype: str,
              measured_ms: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """One row per component of `costs` (analyzers.flops.component_costs), floors from `ceilings`."""
+    """One row per component of `costs` (analyzers.cost.flops.component_costs), floors from `ceilings`."""
     peak = ceilings.peak_flops(dtype)
     if not peak:
         have = ", ".join(sorted(ceilings.flops_per_s)) or "none"
@@ -57,8 +57,8 @@ def roofline(costs: pd.DataFrame, ceilings: Ceilings, dtype: str,
 
 def run_costs(run) -> pd.DataFrame:
     """FLOPs and bytes of what this run computed: its layers, length, batch, dtype and logits."""
-    from analyzers.flops import component_costs
-    from analyzers.model_spec import ModelSpec
+    from analyzers.cost.flops import component_costs
+    from analyzers.cost.model_spec import ModelSpec
 
     spec = ModelSpec.from_config(run.config)
     return component_costs(spec, run.seq_len, batch=run.batch, dtype_bytes=BYTES_PER_ELEMENT.get(run.dtype, 2),
@@ -75,7 +75,7 @@ def measured_clock(run) -> tuple[float | None, list[str]]:
         if row["metric"] == "sm_clock_mhz":
             clock = float(row["value"])
         elif row["metric"] == "clock_event_reasons":
-            from analyzers.telemetry import throttle_reason_names
+            from analyzers.telemetry.samples import throttle_reason_names
 
             reasons = [r for r in throttle_reason_names(int(row["value"])) if r != "GpuIdle"]
     return clock, reasons

@@ -1,0 +1,4 @@
+from profiler.cli import main
+import sys
+
+sys.exit(main())
