@@ -1,8 +1,9 @@
 """Read a Kineto (torch.profiler) Chrome-trace JSON into one pandas DataFrame.
 
 One row per trace event, in file order. The frame is the only thing the
-attribution functions (`analyzers.trace.attribute`) need, so a trace recorded on a
-GPU machine can be analysed later on a laptop with pandas alone.
+linking step (`analyzers.trace.link`) needs, so a trace recorded on a GPU
+machine can be analysed later on a laptop with pandas alone. Turning the parsed
+values into typed columns is `analyzers.trace.columns`, shared by both paths.
 
 Speed and memory matter here: a long prefill trace holds hundreds of thousands
 of events. With the standard library, `json.loads` parses the file once with an
@@ -28,6 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analyzers.errors import InputError
+from analyzers.trace.columns import categorical, floats, id_columns, kind_categorical
+
 __all__ = ["TRACE_COLUMNS", "TraceFormatError", "load_trace", "frame_from_events"]
 
 # Column order of the frame `load_trace` returns.
@@ -40,10 +44,9 @@ _FIX = "pass a complete Kineto trace written by torch.profiler (export_chrome_tr
 _GZIP_MAGIC = b"\x1f\x8b"
 _NAN = math.nan
 _NO_ARGS = (_NAN,) * 5
-_FROMITER_OBJECTS = np.lib.NumpyVersion(np.__version__) >= "1.23.0"  # np.fromiter(dtype=object) is new in 1.23
 
 
-class TraceFormatError(ValueError):
+class TraceFormatError(InputError):
     """A trace file that cannot be read as a Kineto/Chrome trace; the message names the fix."""
 
 
@@ -129,7 +132,7 @@ def _row_hook() -> tuple[Callable[[dict], object], list, dict, Callable[[], int]
     - kind is the code of the event's (name, cat, ph, pid, tid) in `kinds` (~260 distinct in
       the benchmark trace): one dict lookup where a code per column took five; ~0.05 s less
       than per-column codes, ~0.08 s less than pd.factorize over 200k cold objects afterwards.
-      `_kind_categorical` splits the kinds back into the five categoricals.
+      `kind_categorical` splits the kinds back into the five categoricals.
     - Any other object (`args`, the top-level object, metadata) is returned as it is. An `args`
       is parsed before its event, so the event reads it while it is still hot.
 
@@ -206,48 +209,13 @@ def _fast_frame(data: bytes) -> pd.DataFrame:
     del ts, dur
     kind_codes = np.fromiter(kind, dtype=np.int32, count=n)
     del kind
-    frame = {column: _kind_categorical(kinds, kind_codes, i, as_str) for i, (column, as_str) in enumerate(_KIND_COLUMNS)}
+    frame = {column: kind_categorical(kinds, kind_codes, i, as_str) for i, (column, as_str) in enumerate(_KIND_COLUMNS)}
     return pd.DataFrame({
         **frame,
         "ts_us": ts_us,
         "dur_us": dur_us,
-        **_id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
+        **id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
     })
-
-
-def _id_columns(correlation, external_id, stream, device, nbytes, flow_ids) -> dict:
-    """The integer id columns, missing values kept as missing (nullable Int64)."""
-    return {"correlation": _int_column(correlation), "external_id": _int_column(external_id),
-            "stream": _int_column(stream), "device": _int_column(device), "bytes": _int_column(nbytes),
-            "flow_id": _int_column(flow_ids)}
-
-
-def _kind_categorical(kinds: dict, kind_codes: np.ndarray, field: int, as_str: bool) -> pd.Categorical:
-    """Column `field` of the kinds (name, cat, ph, pid, tid), per event, as `_categorical` builds it.
-
-    Numbering each field's values over the kinds in order of first use gives exactly the order of
-    first use over the events (an event that first shows a value also first shows its kind), and
-    groups values as pd.factorize does (dict equality: 7 with 7.0, each NaN apart), except that
-    factorize leaves None and NaN out (missing, shown as "" after all others), so that is done here.
-    """
-    table: dict = {}
-    per_kind = np.empty(len(kinds), dtype=np.int32)
-    for i, kind in enumerate(kinds):
-        value = kind[field]
-        code = table.get(value)
-        if code is None:
-            code = table[value] = len(table)
-        per_kind[i] = code
-    codes = per_kind[kind_codes]
-    labels = list(table)
-    missing = [label is None or (isinstance(label, float) and math.isnan(label)) for label in labels]
-    if any(missing):
-        kept = [label for label, gone in zip(labels, missing, strict=True) if not gone]
-        remap = np.full(len(labels), len(kept), dtype=np.int32)
-        remap[~np.array(missing)] = np.arange(len(kept), dtype=np.int32)
-        codes = remap[codes]
-        labels = [*kept, ""]
-    return _from_codes(codes, labels, as_str)
 
 
 def _frame_from_doc(doc: object, source: str) -> pd.DataFrame:
@@ -313,14 +281,14 @@ def frame_from_events(events: list, source: str = "trace") -> pd.DataFrame:
     correlation, external_id, stream, device, nbytes = zip(*arg_rows, strict=True)
     del arg_rows
     return pd.DataFrame({
-        "name": _categorical(names),
-        "cat": _categorical(cats),
-        "ph": _categorical(phs),
-        "pid": _categorical(pids, as_str=True),
-        "tid": _categorical(tids, as_str=True),
+        "name": categorical(names),
+        "cat": categorical(cats),
+        "ph": categorical(phs),
+        "pid": categorical(pids, as_str=True),
+        "tid": categorical(tids, as_str=True),
         "ts_us": _float_column(ts, "ts", source),
         "dur_us": _float_column(dur, "dur", source),
-        **_id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
+        **id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
     })
 
 
@@ -334,86 +302,10 @@ def _empty_frame() -> pd.DataFrame:
     return frame.iloc[0:0]
 
 
-def _categorical(values: tuple | list, as_str: bool = False) -> pd.Categorical:
-    """Intern through pd.factorize on an object array (C hash table; categories in order of
-    first use), then build the Categorical from codes, which skips pandas' own re-hashing.
-
-    `as_str` turns the few distinct values into strings, for ids that mix 7 and "Spans".
-    """
-    objects = _object_array(values)
-    try:
-        # pandas' C hash table: ~3x faster than a dict.setdefault loop on 200k values
-        codes, uniques = pd.factorize(objects, sort=False)
-    except TypeError:  # an unhashable name (a list or object): junk, but shown rather than refused
-        return _categorical([str(v) for v in values], as_str)
-    codes = codes.astype(np.int32)
-    labels = list(uniques)
-    if (codes < 0).any():  # factorize leaves None/NaN out; an explicit JSON null is shown as ""
-        codes[codes < 0] = len(labels)
-        labels.append("")
-    return _from_codes(codes, labels, as_str)
-
-
-def _from_codes(codes: np.ndarray, labels: list, as_str: bool) -> pd.Categorical:
-    if as_str or not all(isinstance(label, str) for label in labels):
-        labels = ["" if label is None else str(label) for label in labels]
-    if len(set(labels)) != len(labels):  # 7 and "7", or null and "": the same in any viewer, so merge them
-        merged = {label: i for i, label in enumerate(dict.fromkeys(labels))}
-        codes = np.array([merged[label] for label in labels], dtype=np.int32)[codes]
-        labels = list(merged)
-    return pd.Categorical.from_codes(codes, categories=labels)
-
-
-def _object_array(values: tuple | list) -> np.ndarray:
-    if _FROMITER_OBJECTS:
-        return np.fromiter(values, dtype=object, count=len(values))  # ~1.6x faster than the slice below
-    objects = np.empty(len(values), dtype=object)
-    objects[:] = values
-    return objects
-
-
-def _floats(values: tuple | list) -> np.ndarray | None:
-    try:
-        return np.fromiter(values, dtype=np.float64, count=len(values))
-    except (TypeError, ValueError, OverflowError):
-        pass
-    try:
-        return np.array(values, dtype=np.float64)  # slower, but turns an explicit JSON null into NaN
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
-        return None
-
-
 def _float_column(values: tuple | list, key: str, source: str) -> np.ndarray:
-    floats = _floats(values)
-    if floats is None:
+    parsed = floats(values)
+    if parsed is None:
         raise TraceFormatError(f"{source}: an event's '{key}' is not a number; {_FIX}.")
-    return floats
+    return parsed
 
 
-def _int_column(values: tuple | list) -> pd.arrays.IntegerArray:
-    # Via float64, where NaN marks a missing value; ids and byte counts stay below 2**53.
-    floats = _floats(values)
-    if floats is not None:
-        missing = np.isnan(floats)
-        whole = np.where(missing, 0.0, floats)
-        if not (np.abs(whole) >= 2.0**53).any() and (whole == np.floor(whole)).all():
-            return pd.arrays.IntegerArray(whole.astype(np.int64), missing)
-    # Rare: hex strings ("0x1f"), huge ids or junk; parse what parses, the rest becomes missing.
-    parsed = [_to_int(v) for v in values]
-    missing = np.fromiter((v is None for v in parsed), dtype=bool, count=len(parsed))
-    return pd.arrays.IntegerArray(np.array([0 if v is None else v for v in parsed], dtype=np.int64), missing)
-
-
-def _to_int(value: object) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < 2**63 else None  # NaN is not an integer
-    if isinstance(value, str):
-        try:
-            return _to_int(int(value, 0))
-        except ValueError:
-            return None
-    return None
