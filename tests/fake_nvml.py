@@ -23,7 +23,7 @@ NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
 NVML_ERROR_UNKNOWN = 999
-_ERROR_CLASS_NAMES = {
+ERROR_CLASS_NAMES = {
     NVML_ERROR_UNINITIALIZED: "NVMLError_Uninitialized", NVML_ERROR_INVALID_ARGUMENT: "NVMLError_InvalidArgument",
     NVML_ERROR_NOT_SUPPORTED: "NVMLError_NotSupported", NVML_ERROR_NO_PERMISSION: "NVMLError_NoPermission",
     NVML_ERROR_NOT_FOUND: "NVMLError_NotFound", NVML_ERROR_DRIVER_NOT_LOADED: "NVMLError_DriverNotLoaded",
@@ -46,10 +46,10 @@ class NVMLError(Exception):
         return obj
 
     def __str__(self) -> str:
-        return _ERROR_CLASS_NAMES.get(self.value, f"NVML Error with code {self.value}")
+        return ERROR_CLASS_NAMES.get(self.value, f"NVML Error with code {self.value}")
 
 
-for _code, _name in _ERROR_CLASS_NAMES.items():
+for _code, _name in ERROR_CLASS_NAMES.items():
     _cls = type(_name, (NVMLError,), {"__new__": (lambda code: lambda cls, *a: NVMLError.__new__(cls, code))(_code)})
     NVMLError._valClassMapping[_code] = _cls
     globals()[_name] = _cls

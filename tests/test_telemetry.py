@@ -16,23 +16,25 @@ import time
 import pandas as pd
 import pytest
 
-from analyzers.telemetry.samples import counter_events, span_averages
+from analyzers.errors import ParameterError
+from analyzers.telemetry.samples import CLOCK_EVENT_REASONS, counter_events, span_averages, throttle_reason_names
 from analyzers.telemetry.samples import write_samples_csv as write_csv
-from profiler import telemetry
-from profiler.telemetry import THREAD_NAME, Sampler, throttle_reason_names
+from profiler.telemetry import THREAD_NAME, Clocks, NullSampler, Sampler, start_sampler
+from profiler.telemetry import nvml as nvml_source
 from tests import fake_nvml
 from tests.fake_nvml import GPU_SAMPLES, MEM_SAMPLES, SM, FakeNVML
 
 T0 = 1_700_000_000_000_000_000  # wall clock ns of the first sample
 STEP = 50_000_000  # 50 ms between fake clock readings
 NEVER = 1e9  # interval_ms: the thread waits for stop, never ticks on its own
-GPM_NAMES = {m for m, _ in telemetry.GPM_METRICS}
+GPM_NAMES = {m for m, _ in nvml_source.GPM_METRICS}
 
 
 def sampler(fake=None, device_index=0, interval_ms=NEVER, cpu_step=None) -> Sampler:
     wall, perf = itertools.count(T0, STEP), itertools.count(0, STEP)
-    extra = {"cpu_clock": itertools.count(0, cpu_step).__next__} if cpu_step else {}
-    return Sampler(interval_ms, device_index, nvml=fake, clock=wall.__next__, perf_clock=perf.__next__, **extra)
+    extra = {"cpu": itertools.count(0, cpu_step).__next__} if cpu_step else {}
+    clocks = Clocks(wall=wall.__next__, perf=perf.__next__, **extra)
+    return Sampler(interval_ms, device_index, nvml=fake, clocks=clocks)
 
 
 def run(s: Sampler, ticks: int = 4) -> list[dict]:
@@ -56,21 +58,21 @@ def test_fake_and_sampler_use_real_nvidia_ml_py_names():
     pynvml = pytest.importorskip("pynvml")
     for name, value in fake_nvml.CONSTANTS.items():
         assert getattr(pynvml, name) == value, name
-    for code, name in fake_nvml._ERROR_CLASS_NAMES.items():
+    for code, name in fake_nvml.ERROR_CLASS_NAMES.items():
         assert type(pynvml.NVMLError(code)).__name__ == name
         assert issubclass(getattr(pynvml, name), pynvml.NVMLError)
     for name in dir(FakeNVML):
         if name.startswith(("nvml", "c_nvml")):
             assert hasattr(pynvml, name), name
-    used = [a for p in telemetry.POLLED for a in p.functions + p.args]
-    used += [c for _, c, _ in telemetry.UTILISATION] + [c for _, c in telemetry.GPM_METRICS]
-    used += [c for c, _ in telemetry.SAMPLE_VALUE_FIELDS] + list(telemetry._ABSENT_ERRORS)
+    used = [a for p in nvml_source.POLLED for a in p.functions + p.args]
+    used += [c for _, c, _ in nvml_source.UTILISATION] + [c for _, c in nvml_source.GPM_METRICS]
+    used += [c for c, _ in nvml_source.SAMPLE_VALUE_FIELDS] + list(nvml_source.ABSENT_ERRORS)
     assert [name for name in used if not hasattr(pynvml, name)] == []
 
 
 def test_clock_event_table_matches_nvml_constants():
     pynvml = pytest.importorskip("pynvml")
-    for bit, name in telemetry.CLOCK_EVENT_REASONS:
+    for bit, name in CLOCK_EVENT_REASONS:
         assert getattr(pynvml, f"nvmlClocksEventReason{name}") == bit
 
 
@@ -227,10 +229,10 @@ def test_real_nvidia_ml_py_samples_or_warns_once():
 
 
 def test_interval_must_be_positive():
-    from profiler.errors import UsageError
-
-    with pytest.raises(UsageError, match="nvml-interval-ms"):
+    with pytest.raises(ParameterError, match="telemetry_interval_ms") as raised:
         Sampler(interval_ms=0)
+    assert (raised.value.parameter, raised.value.value) == ("telemetry_interval_ms", 0)
+    assert str(raised.value) == "telemetry_interval_ms 0 must be positive; use the default 10."
 
 
 # -- the thread never outlives the run --------------------------------------------------------
@@ -270,6 +272,52 @@ def test_thread_is_joined_on_every_exit_path(kind, exit_by):
 def test_stop_without_start_is_harmless():
     Sampler(device_index=None).stop()
     assert no_sampler_thread()
+
+
+# -- what the capture code calls ----------------------------------------------------------
+def test_telemetry_off_is_a_null_sampler_that_answers_with_nothing():
+    s = start_sampler("cpu", None)
+    assert isinstance(s, NullSampler) and no_sampler_thread()
+    assert (s.wants_spans, s.samples(), s.summary([], None)) == (False, [], None)
+    s.stop()
+    s.stop()  # idempotent, like a real one
+
+
+def test_start_sampler_on_a_cpu_samples_the_process_and_wants_spans():
+    s = start_sampler("cpu", 1)
+    try:
+        assert s.kind == "cpu" and s.wants_spans and not no_sampler_thread()
+    finally:
+        s.stop()
+    s.stop()
+    assert no_sampler_thread() and {r["metric"] for r in s.samples()} >= {"rss_bytes"}
+    ms = 1_000_000
+    first_perf = s.samples()[0]["perf_ns"]
+    summary = s.summary([(first_perf, first_perf + ms, first_perf + 2 * ms, first_perf + 3 * ms, first_perf + 4 * ms)],
+                        None)
+    assert (summary["kind"], summary["device"], summary["warning"], summary["file"]) == ("cpu", "cpu", None, "nvml.csv")
+    assert summary["samples"] == len(s.samples()) and summary["interval_ms"] == 1.0
+    assert {r["group"] for r in summary["attributed"]} == {"phase"}
+
+
+def test_start_sampler_refuses_a_bad_interval_in_library_words():
+    with pytest.raises(ParameterError, match="telemetry_interval_ms -5 must be positive"):
+        start_sampler("cpu", -5)
+    assert no_sampler_thread()
+
+
+def test_only_a_process_sampler_on_a_cpu_wants_spans():
+    nvml = sampler(FakeNVML())
+    process_for_gpu = sampler(FakeNVML(init_error=fake_nvml.NVML_ERROR_DRIVER_NOT_LOADED))
+    process_for_cpu = sampler(FakeNVML(), device_index=None)
+    assert not any(s.wants_spans for s in (nvml, process_for_gpu, process_for_cpu))  # not started: unknown
+    for s in (nvml, process_for_gpu, process_for_cpu):
+        run(s)
+    assert (nvml.kind, process_for_gpu.kind, process_for_cpu.kind) == ("nvml", "cpu", "cpu")
+    assert [s.wants_spans for s in (nvml, process_for_gpu, process_for_cpu)] == [False, False, True]
+    summary = nvml.summary([(0, STEP, 2 * STEP, 3 * STEP, 4 * STEP)], None)
+    assert summary["kind"] == "nvml" and summary["device"] == "nvml:0" and summary["window_ms"] == 150.0
+    assert summary["gaps"] == {} and summary["unsupported"] == [] and summary["notes"] == []
 
 
 # -- nvml.csv ---------------------------------------------------------------------------------
@@ -321,6 +369,13 @@ def test_span_long_enough_but_emptied_by_gaps_says_so():
     out = span_averages(rows, [("prefill", 0, 40 * MS)])
     assert out["note"][0] == "span of 40 ms holds 2 power_w samples, fewer than 3 (3 lost to NVML errors)"
     assert math.isnan(out["value"][0])
+
+
+def test_span_ending_before_it_starts_is_bad_input():
+    from analyzers.errors import InputError
+
+    with pytest.raises(InputError, match="ends .* before it starts"):
+        span_averages(sample_rows("power_w", [300]), [("backwards", 10 * MS, 5 * MS)])
 
 
 def test_span_note_quotes_each_tracks_own_cadence():

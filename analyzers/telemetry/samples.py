@@ -2,7 +2,7 @@
 
 Torch-free, so a run folder's telemetry can be read on a laptop. Samples are
 long-format rows {t_ns, perf_ns, device, metric, value} as the sampler in
-profiler/telemetry.py writes them; a NaN value is a gap (an NVML call failed).
+profiler/telemetry/ writes them; a NaN value is a gap (an NVML call failed).
 
 A mean of one or two samples of a 10 ms sampler says nothing about a 3 ms
 span, so such a span gets no number, only a note saying exactly why.
@@ -18,6 +18,9 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from analyzers.errors import InputError
+
+SAMPLE_COLUMNS = ("t_ns", "perf_ns", "device", "metric", "value")
 SPAN_COLUMNS = ["span", "device", "metric", "start_ns", "end_ns", "duration_ms", "samples", "gaps", "value", "note"]
 
 
@@ -38,10 +41,11 @@ def read_samples(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def _frame(samples: pd.DataFrame | Iterable[dict]) -> pd.DataFrame:
+def samples_frame(samples: pd.DataFrame | Iterable[dict]) -> pd.DataFrame:
+    """Samples as a DataFrame with numeric values (gaps NaN), whether read from nvml.csv or a sampler's rows."""
     df = samples if isinstance(samples, pd.DataFrame) else pd.DataFrame(list(samples))
     if df.empty:
-        return pd.DataFrame(columns=["t_ns", "perf_ns", "device", "metric", "value"])
+        return pd.DataFrame(columns=list(SAMPLE_COLUMNS))
     if "device" not in df.columns:
         df = df.assign(device="")
     return df.assign(value=pd.to_numeric(df["value"], errors="coerce"))
@@ -76,7 +80,7 @@ def span_averages(samples_df: pd.DataFrame | Iterable[dict], spans: list[tuple[s
     `min_samples` samples: value NaN and `note` says why. `interval_ms` is the
     sampling interval the note quotes; by default each track's own median spacing.
     """
-    df = _frame(samples_df)
+    df = samples_frame(samples_df)
     tracks = []
     for (device, metric), track in df.groupby(["device", "metric"], sort=True):
         cadence = interval_ms if interval_ms is not None else sample_interval_ms(track["perf_ns"])
@@ -84,7 +88,8 @@ def span_averages(samples_df: pd.DataFrame | Iterable[dict], spans: list[tuple[s
     rows = []
     for name, start, end in spans:
         if end < start:
-            raise ValueError(f"span {name!r} ends ({end} ns) before it starts ({start} ns)")
+            raise InputError(f"span {name!r} ends ({end} ns) before it starts ({start} ns); "
+                             "give each span as (name, start_ns, end_ns) with end_ns >= start_ns.")
         duration_ms = (end - start) / 1e6
         for device, metric, track, cadence in tracks:
             inside = track[(track["perf_ns"] >= start) & (track["perf_ns"] <= end)]
@@ -116,7 +121,7 @@ def counter_events(samples_df: pd.DataFrame | Iterable[dict], base_time_ns: int,
     the next event, so that is the value in force there. With several devices the
     track name is prefixed with the device, else it is the metric.
     """
-    df = _frame(samples_df)
+    df = samples_frame(samples_df)
     df = df[df["value"].notna()].sort_values("t_ns", kind="stable")
     several = df["device"].nunique() > 1
     events = []
@@ -132,9 +137,6 @@ def counter_events(samples_df: pd.DataFrame | Iterable[dict], base_time_ns: int,
                            "args": {metric: _plain(value)}})
     events.sort(key=lambda event: event["ts"])
     return events
-
-
-SAMPLE_COLUMNS = ("t_ns", "perf_ns", "device", "metric", "value")
 
 
 def _format(value: Any) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import dataclass
 from typing import Iterable
 
 import pandas as pd
 
-from analyzers.telemetry.samples import AGGREGATES, _frame
+from analyzers.telemetry.samples import AGGREGATES, samples_frame
+from analyzers.vocabulary import HOST_REMAINDER, PHASES
 
-PHASES = ("h2d", "forward", "sampling", "d2h")
 ATTRIBUTED_COLUMNS = ["group", "name", "metric", "covered_ms", "samples", "value", "note"]
 
 
@@ -56,46 +57,63 @@ def exclusive_ms(spans: list[list[tuple[str, int, int, int]]]) -> dict[str, floa
     return out
 
 
-def _summary(group: str, name: str, metric: str, covered_ms: float, values: pd.Series, min_samples: int,
-             interval_ms: float) -> dict:
-    row = {"group": group, "name": name, "metric": metric, "covered_ms": covered_ms, "samples": len(values),
-           "value": math.nan, "note": ""}
-    if len(values) < min_samples:
-        row["note"] = (f"{name} covered {covered_ms:.3g} ms in all, {len(values)} sample(s) at {interval_ms:g} ms: "
-                       f"fewer than {min_samples}, so no average")
-    else:
-        row["value"] = AGGREGATES.get(metric, lambda v: float(v.mean()))(values)
-    return row
+@dataclass(frozen=True)
+class _Enough:
+    """How many samples make an average, and the sampling interval the 'too few' note quotes."""
+
+    min_samples: int
+    interval_ms: float
+
+    def row(self, group: str, name: str, metric: str, covered_ms: float, values: pd.Series) -> dict:
+        row = {"group": group, "name": name, "metric": metric, "covered_ms": covered_ms, "samples": len(values),
+               "value": math.nan, "note": ""}
+        if len(values) < self.min_samples:
+            row["note"] = (f"{name} covered {covered_ms:.3g} ms in all, {len(values)} sample(s) at "
+                           f"{self.interval_ms:g} ms: fewer than {self.min_samples}, so no average")
+        else:
+            row["value"] = AGGREGATES.get(metric, lambda v: float(v.mean()))(values)
+        return row
 
 
-def attribute_samples(samples, marks: list[tuple], spans: list[list[tuple[str, int, int, int]]] | None,
-                      interval_ms: float, min_samples: int = 3) -> pd.DataFrame:
-    """Averages per phase (always) and per component (when range spans on the host clock are given)."""
-    df = _frame(samples)
-    df = df[df["value"].notna()]
+def _phase_rows(df: pd.DataFrame, marks: list[tuple], enough: _Enough) -> list[dict]:
+    """Every phase gets a row for every metric, a note where too few samples fell in it."""
     rows = []
-    windows = phase_windows(marks)
-    for phase, spans_of_phase in windows.items():
+    for phase, spans_of_phase in phase_windows(marks).items():
         covered = sum(hi - lo for lo, hi in spans_of_phase) / 1e6
         mask = pd.Series(False, index=df.index)
         for lo, hi in spans_of_phase:
             mask |= (df["perf_ns"] >= lo) & (df["perf_ns"] <= hi)
         for metric, track in df[mask].groupby("metric"):
-            rows.append(_summary("phase", phase, metric, covered, track["value"], min_samples, interval_ms))
+            rows.append(enough.row("phase", phase, metric, covered, track["value"]))
         for metric in sorted(set(df["metric"]) - set(df[mask]["metric"])):
-            rows.append(_summary("phase", phase, metric, covered, pd.Series(dtype=float), min_samples, interval_ms))
+            rows.append(enough.row("phase", phase, metric, covered, pd.Series(dtype=float)))
+    return rows
+
+
+def _component_rows(df: pd.DataFrame, marks: list[tuple], spans: list[list[tuple[str, int, int, int]]],
+                    enough: _Enough) -> list[dict]:
+    """Inside a prefill but outside every range is the host remainder; outside every prefill, nothing."""
+    owner = []
+    for t in df["perf_ns"]:
+        name = None
+        for (start, *_rest, end), repeat_spans in zip(marks, spans, strict=True):
+            if start <= t <= end:
+                name = _innermost(repeat_spans, int(t)) or HOST_REMAINDER
+                break
+        owner.append(name)
+    df = df.assign(component=owner).dropna(subset=["component"])
+    covered = exclusive_ms(spans)
+    return [enough.row("component", component, metric, covered.get(component, math.nan), track["value"])
+            for (component, metric), track in df.groupby(["component", "metric"])]
+
+
+def attribute_samples(samples, marks: list[tuple], spans: list[list[tuple[str, int, int, int]]] | None,
+                      interval_ms: float, min_samples: int = 3) -> pd.DataFrame:
+    """Averages per phase (always) and per component (when range spans on the host clock are given)."""
+    df = samples_frame(samples)
+    df = df[df["value"].notna()]
+    enough = _Enough(min_samples, interval_ms)
+    rows = _phase_rows(df, marks, enough)
     if spans:
-        owner = []
-        for t in df["perf_ns"]:
-            name = None
-            for (start, *_rest, end), repeat_spans in zip(marks, spans, strict=True):
-                if start <= t <= end:
-                    name = _innermost(repeat_spans, int(t)) or "other"
-                    break
-            owner.append(name)
-        df = df.assign(component=owner).dropna(subset=["component"])
-        covered = exclusive_ms(spans)
-        for (component, metric), track in df.groupby(["component", "metric"]):
-            rows.append(_summary("component", component, metric, covered.get(component, math.nan), track["value"],
-                                 min_samples, interval_ms))
+        rows += _component_rows(df, marks, spans, enough)
     return pd.DataFrame(rows, columns=ATTRIBUTED_COLUMNS)
