@@ -9,8 +9,10 @@ import threading
 import pandas as pd
 import pytest
 
+from analyzers.breakdown import breakdown
 from analyzers.cost.ceilings import Ceilings
 from analyzers.cost.roofline import effective_ceilings, run_roofline
+from analyzers.store import save_run
 from analyzers.telemetry.spans import attribute_samples, exclusive_ms
 from profiler import profile_prefill
 from tests.test_breakdown import make_run, row
@@ -19,7 +21,7 @@ from tests.test_breakdown import make_run, row
 def test_cpu_run_records_samples_and_counter_tracks(tmp_path, tiny_model):
     run = profile_prefill(tiny_model("tiny-llama"), 1024, warmup=1, repeat=3, trace_dir=str(tmp_path),
                           telemetry_interval_ms=5)
-    run.save(tmp_path)
+    save_run(run, tmp_path)
     samples = pd.read_csv(tmp_path / "nvml.csv")
     assert set(samples["metric"]) == {"cpu_util_pct", "rss_bytes"}
     assert (samples.dropna()["value"] >= 0).all()
@@ -95,8 +97,9 @@ def test_slow_measured_clock_scales_the_compute_peak():
     scaled, note = effective_ceilings(_gpu_run(1500.0, reasons=0x4))
     assert scaled.peak_flops("bfloat16") == pytest.approx(750e12)  # 1500 / 2000 of the datasheet
     assert scaled.bytes_per_s == 2e12 and "SwPowerCap" in note and "1,500 of 2,000 MHz" in note
-    compute_full = run_roofline(_gpu_run(None)).set_index("component").loc["mlp", "compute_floor_ms"]
-    compute_slow = run_roofline(_gpu_run(1500.0, 0x4)).set_index("component").loc["mlp", "compute_floor_ms"]
+    full_run, slow_run = _gpu_run(None), _gpu_run(1500.0, 0x4)
+    compute_full = run_roofline(full_run, breakdown(full_run))[0].set_index("component").loc["mlp", "compute_floor_ms"]
+    compute_slow = run_roofline(slow_run, breakdown(slow_run))[0].set_index("component").loc["mlp", "compute_floor_ms"]
     assert compute_slow == pytest.approx(compute_full * 2000 / 1500)
 
 
