@@ -1,12 +1,13 @@
-"""How fast, and in how much memory, a large Kineto trace is parsed and attributed.
+"""How fast, and in how much memory, a large Kineto trace is parsed, linked and tabulated.
 
 Builds a trace of >= 200,000 events by repeating the recorded V100 trace
 (../shared/external-traces/v100_ddp_rank0.json.gz) with timestamps and ids
 shifted per copy, and its user annotations renamed to ttft/ ranges so that
-`attribute` does real range work. Then times load_trace + attribute +
-classify_kernels (+ by_annotation, reported apart) and measures peak memory in
-a fresh child process. Prints ratios (events/s against the 200,000 target,
-peak memory / uncompressed JSON size against the 10x target), never asserts.
+`link` does real range work. Then times the three stages of `analyze_trace`
+(load_trace, link, report_tables: every table `analyze` shows) and measures
+peak memory in a fresh child process. Prints ratios (events/s against the
+200,000 target, peak memory / uncompressed JSON size against the 10x target),
+never asserts.
 
     .venv/bin/python benchmarks/analyze_speed.py [--events 200000] [--repeats 3]
 """
@@ -28,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analyzers.trace.attribute import attribute, by_annotation, classify_kernels  # noqa: E402
+from analyzers.trace.link import link  # noqa: E402
 from analyzers.trace.load import load_trace  # noqa: E402
+from analyzers.trace.report import report_tables  # noqa: E402
 
 SOURCE = ROOT.parent / "shared" / "external-traces" / "v100_ddp_rank0.json.gz"
 TARGET_EVENTS_PER_S = 200_000
@@ -90,13 +92,11 @@ def analyse(path: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     frame = load_trace(path)
     t1 = time.perf_counter()
-    attribute(frame)
+    linked = link(frame)
     t2 = time.perf_counter()
-    classify_kernels(frame)
+    report_tables(linked)
     t3 = time.perf_counter()
-    by_annotation(frame)
-    t4 = time.perf_counter()
-    return {"load": t1 - t0, "attribute": t2 - t1, "classify": t3 - t2, "by_annotation": t4 - t3}
+    return {"load": t1 - t0, "link": t2 - t1, "tables": t3 - t2}
 
 
 def _peak_rss_kib() -> int:
@@ -115,9 +115,7 @@ def child_memory(path: Path) -> None:
     """Run in a fresh process so that neither the builder's objects nor earlier passes count."""
     before_kib = _peak_rss_kib()
     tracemalloc.start()
-    frame = load_trace(path)
-    attribute(frame)
-    classify_kernels(frame)
+    report_tables(link(load_trace(path)))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     after_kib = _peak_rss_kib()
@@ -149,10 +147,8 @@ def main() -> None:
         for label, path in (("json", plain), ("json.gz", packed)):
             runs = [analyse(path) for _ in range(args.repeats)]
             stages = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            core = stages["load"] + stages["attribute"] + stages["classify"]
-            rate = n_events / core
-            print(f"{label:8s} load {stages['load']:.3f}s  attribute {stages['attribute']:.3f}s  "
-                  f"classify {stages['classify']:.3f}s  (by_annotation {stages['by_annotation']:.3f}s)  "
+            rate = n_events / sum(stages.values())
+            print(f"{label:8s} load {stages['load']:.3f}s  link {stages['link']:.3f}s  tables {stages['tables']:.3f}s  "
                   f"-> {rate:,.0f} events/s = {rate / TARGET_EVENTS_PER_S:.2f}x target")
         for label, path in (("json", plain), ("json.gz", packed)):
             result = subprocess.run([sys.executable, __file__, "--child-memory", str(path)],

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import pytest
 
+from analyzers.store import save_run
 from analyzers.trace.export import nesting_violations, repair_nesting
 from profiler import profile_prefill
 from tests.conftest import SHARED_TRACES, cli_without_torch, run_cli
@@ -17,7 +18,7 @@ def traced_run(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("traced")
     # 2048 tokens: components of milliseconds, so 1% is well above the stamps' jitter
     run = profile_prefill(tiny_model("tiny-qwen3"), 2048, warmup=1, repeat=1, trace_dir=str(folder))
-    run.save(folder)
+    save_run(run, folder)
     events = json.loads(gzip.decompress((folder / "trace.json.gz").read_bytes()))["traceEvents"]
     return run, folder, events
 
@@ -64,11 +65,12 @@ def test_every_track_is_named_and_our_tracks_exist(traced_run):
 
 
 def test_analyze_agrees_with_the_run_on_the_profiled_repeat(traced_run):
-    from analyzers.trace.attribute import attribute
+    from analyzers.trace.link import link
     from analyzers.trace.load import load_trace
+    from analyzers.trace.tables import components
 
     run, folder, _events = traced_run
-    from_trace = attribute(load_trace(folder / "trace.json.gz")).set_index("component")["ms"]
+    from_trace = components(link(load_trace(folder / "trace.json.gz"))).set_index("component")["ms"]
     from_run = defaultdict(float)
     for row in run.profiled_component_ns:
         from_run[row["component"]] += row["ns"] / 1e6

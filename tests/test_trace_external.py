@@ -14,19 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from analyzers.trace.attribute import (
-    attribute,
-    by_annotation,
-    classify_kernels,
-    device_events,
-    link_launches,
-    top_kernels,
-)
+from analyzers.errors import InputError
+from analyzers.trace.link import LinkedTrace, link
 from analyzers.trace.load import TraceFormatError, load_trace
+from analyzers.trace.tables import by_annotation, components, kernel_classes, top_kernels, top_kernels_by_component
 
 EXTERNAL = Path(__file__).parents[1].parent / "shared" / "external-traces"
 DEVICE_CATS = {"kernel", "gpu_memcpy", "gpu_memset"}
 REL = 1e-9  # float sums in a different order
+
+
+def linked_trace(path: Path) -> LinkedTrace:
+    return link(load_trace(path))
 
 
 # ------------------------------------------------------------ plain-Python reference
@@ -134,7 +133,7 @@ def test_v100_frame_counts_and_kernel_time() -> None:
     assert len(frame) == len(events)
     assert len(kernels) == 4350  # as the external-traces README says
     assert (frame["cat"] == "kernel").sum() == len(kernels)
-    dev = device_events(frame)
+    dev = link(frame).device
     assert len(dev) == len(plain_device(events)) == 4350 + 1600 + 145
     kernel_us = sum(e["dur"] for e in kernels)
     assert dev.loc[dev["cat"] == "kernel", "dur_us"].sum() == pytest.approx(kernel_us, rel=REL)
@@ -146,7 +145,7 @@ def test_v100_every_device_event_finds_its_launch() -> None:
     events = raw_events("v100_ddp_rank0.json.gz")
     launches = plain_launch(events)
     expected_linked = sum(e["args"].get("correlation") in launches for e in plain_device(events))
-    linked = link_launches(load_trace(external("v100_ddp_rank0.json.gz")))
+    linked = linked_trace(external("v100_ddp_rank0.json.gz")).device
     assert expected_linked == len(plain_device(events))  # this trace links completely
     assert int(linked["linked"].sum()) == expected_linked
     assert len(linked) == len(plain_device(events))  # linked + unlinked = all, none dropped
@@ -157,7 +156,7 @@ def annotation_tables_agree(name: str):
     events = raw_events(name)
     annotations = [e for e in events if e.get("ph") == "X" and e.get("cat") == "user_annotation"]
     expected = plain_time_by_innermost(events, annotations, lambda r: "(no annotation)" if r is None else r["name"])
-    got = by_annotation(load_trace(external(name)))
+    got = by_annotation(linked_trace(external(name)))
     assert_tables_equal(table(got, "annotation"), expected)
     return events, annotations, expected, got
 
@@ -182,7 +181,7 @@ def test_v100_time_per_innermost_annotation_matches_plain_python() -> None:
 def test_v100_kernel_classes_cover_all_device_time() -> None:
     events = raw_events("v100_ddp_rank0.json.gz")
     dev = plain_device(events)
-    classes = classify_kernels(load_trace(external("v100_ddp_rank0.json.gz")))
+    classes = kernel_classes(linked_trace(external("v100_ddp_rank0.json.gz")))
     assert classes["ms"].sum() * 1e3 == pytest.approx(sum(e["dur"] for e in dev), rel=REL)
     assert classes["count"].sum() == len(dev)
     assert classes["share"].sum() == pytest.approx(1.0)
@@ -199,7 +198,7 @@ def test_v100_top_kernels_match_plain_sums() -> None:
     for e in plain_device(events):
         per_name[e["name"]] = per_name.get(e["name"], 0.0) + e["dur"]
     best = sorted(per_name.items(), key=lambda kv: -kv[1])[:5]
-    top = top_kernels(load_trace(external("v100_ddp_rank0.json.gz")), 5)
+    top = top_kernels(linked_trace(external("v100_ddp_rank0.json.gz")), 5)
     assert len(top) == 5
     assert list(top["name"]) == [name for name, _ in best]
     assert list(top["ms"] * 1e3) == pytest.approx([us for _, us in best], rel=REL)
@@ -207,7 +206,7 @@ def test_v100_top_kernels_match_plain_sums() -> None:
 
 def test_v100_without_ttft_ranges_everything_is_other() -> None:
     events = raw_events("v100_ddp_rank0.json.gz")
-    result = attribute(load_trace(external("v100_ddp_rank0.json.gz")))
+    result = components(linked_trace(external("v100_ddp_rank0.json.gz")))
     assert list(result["component"]) == ["other"]
     assert result["ms"].iloc[0] * 1e3 == pytest.approx(sum(e["dur"] for e in plain_device(events)), rel=REL)
     assert result["basis"].iloc[0] == "kernel"
@@ -219,7 +218,7 @@ def test_v100_relabelled_ttft_ranges_attribute_kernels(tmp_path: Path) -> None:
               and e["name"].startswith("ttft/")]
     expected = plain_time_by_innermost(events, ranges, lambda r: "other" if r is None else component_of(r["name"]))
     expected = {("unlinked" if k == "(unlinked)" else k): v for k, v in expected.items()}
-    got = attribute(load_trace(write_trace(tmp_path, events)))
+    got = components(linked_trace(write_trace(tmp_path, events)))
     assert_tables_equal(table(got, "component"), expected)
     assert expected["attention"][1] > 0 and expected["lm_head"][1] > 0
     assert got["share"].sum() == pytest.approx(1.0)
@@ -239,7 +238,7 @@ def test_v100_relabelled_cpu_only_uses_self_time(tmp_path: Path) -> None:
         children = [c for c in ranges if container(c) is r]
         us, n = expected.get(component_of(r["name"]), (0.0, 0))
         expected[component_of(r["name"])] = (us + r["dur"] - sum(c["dur"] for c in children), n + 1)
-    got = attribute(load_trace(write_trace(tmp_path, events)))
+    got = components(linked_trace(write_trace(tmp_path, events)))
     assert set(got["basis"]) == {"cpu_self"}
     assert_tables_equal(table(got, "component"), expected)
     # nesting is real here: embedding (## forward ##) keeps far less than its span
@@ -255,10 +254,10 @@ def test_v100_with_correlations_and_flows_dropped_is_all_unlinked(tmp_path: Path
         if "correlation" in e.get("args", {}):
             e = {**e, "args": {k: v for k, v in e["args"].items() if k != "correlation"}}
         events.append(e)
-    frame = load_trace(write_trace(tmp_path, events))
-    linked = link_launches(frame)
+    trace = linked_trace(write_trace(tmp_path, events))
+    linked = trace.device
     assert len(linked) == 6095 and not linked["linked"].any()
-    result = attribute(frame)
+    result = components(trace)
     assert list(result["component"]) == ["unlinked"]
     assert result["ms"].iloc[0] * 1e3 == pytest.approx(sum(e["dur"] for e in plain_device(events)), rel=REL)
 
@@ -271,7 +270,7 @@ def test_a100_kernels_and_sync_events() -> None:
     frame = load_trace(external("a100_alexnet.json.gz"))
     kernels = [e for e in events if e.get("cat") == "kernel"]
     assert len(kernels) == 79  # as the external-traces README says
-    dev = device_events(frame)
+    dev = link(frame).device
     assert len(dev) == len(plain_device(events)) == 79 + 16 + 3
     assert "cuda_sync" not in set(dev["cat"].astype(str))  # the device waiting is not work
     assert dev["dur_us"].sum() == pytest.approx(sum(e["dur"] for e in plain_device(events)), rel=REL)
@@ -298,7 +297,7 @@ def test_a100_classes_sum_to_device_time_and_gzip_equals_plain(tmp_path: Path) -
     packed = load_trace(external("a100_alexnet.json.gz"))
     plain = load_trace(write_trace(tmp_path, events))
     assert packed.astype(str).equals(plain.astype(str))
-    classes = classify_kernels(packed)
+    classes = kernel_classes(link(packed))
     assert classes["ms"].sum() * 1e3 == pytest.approx(sum(e["dur"] for e in plain_device(events)), rel=REL)
     assert classes["count"].sum() == 98
 
@@ -312,8 +311,9 @@ def test_cpu_only_trace_has_no_device_time() -> None:
     assert len(frame) == len(events)
     annotations = [e for e in events if e.get("cat") == "user_annotation"]
     assert (frame["cat"] == "user_annotation").sum() == len(annotations) == 11
-    assert device_events(frame).empty
-    assert attribute(frame).empty and classify_kernels(frame).empty and by_annotation(frame).empty
+    trace = link(frame)
+    assert trace.device.empty
+    assert components(trace).empty and kernel_classes(trace).empty and by_annotation(trace).empty
 
 
 def test_cpu_only_relabelled_threads_do_not_nest_across(tmp_path: Path) -> None:
@@ -323,7 +323,7 @@ def test_cpu_only_relabelled_threads_do_not_nest_across(tmp_path: Path) -> None:
     events = [{**e, "name": names[e["name"]]} if e.get("name") in names else e for e in events]
     gloo = [e["dur"] for e in events if e.get("name") == "ttft/other/gloo"]
     step = [e["dur"] for e in events if e.get("name") == "ttft/sampling"]
-    got = table(attribute(load_trace(write_trace(tmp_path, events))), "component")
+    got = table(components(linked_trace(write_trace(tmp_path, events))), "component")
     assert_tables_equal(got, {"sampling": (sum(step), 1), "other": (sum(gloo), 10)})
 
 
@@ -379,20 +379,20 @@ HAND_EXPECTED = {"h2d": (2.0, 1), "rope": (3.0, 1), "attention": (18.0, 2), "mlp
 
 
 def test_hand_trace_per_component(tmp_path: Path) -> None:
-    got = attribute(load_trace(write_trace(tmp_path, hand_trace())))
+    got = components(linked_trace(write_trace(tmp_path, hand_trace())))
     assert list(got["component"]) == ["h2d", "rope", "attention", "mlp", "other", "unlinked"]  # forward order
     assert_tables_equal(table(got, "component"), HAND_EXPECTED)
     assert list(got["share"]) == pytest.approx([2 / 62, 3 / 62, 18 / 62, 13 / 62, 9 / 62, 17 / 62])
 
 
 def test_hand_trace_links_and_annotations(tmp_path: Path) -> None:
-    linked = link_launches(load_trace(write_trace(tmp_path, hand_trace())))
+    linked = linked_trace(write_trace(tmp_path, hand_trace())).device
     by_corr = {int(c): row for c, (_, row) in zip(linked["correlation"], linked.iterrows(), strict=True)}
     assert not by_corr[99]["linked"] and all(by_corr[c]["linked"] for c in (1, 2, 3, 4, 5, 6, 7))
     assert by_corr[2]["ttft_label"] == "ttft/rope/L0"
     assert by_corr[6]["ttft_label"] is None and by_corr[6]["annotation"] is None  # thread 2 has no ranges
     assert by_corr[5]["annotation"] == "ProfilerStep#1"  # outside ttft ranges, still in the step
-    classes = table(classify_kernels(load_trace(write_trace(tmp_path, hand_trace()))), "kernel_class")
+    classes = table(kernel_classes(linked_trace(write_trace(tmp_path, hand_trace()))), "kernel_class")
     assert classes == {"memory": (2.0, 1), "attention": (18.0, 2), "rope": (3.0, 1), "gemm": (13.0, 1),
                        "other": (26.0, 3)}  # 5 + 4 elementwise + 17 orphan
 
@@ -402,7 +402,7 @@ def test_hand_trace_falls_back_to_flows_without_correlation(tmp_path: Path) -> N
     for e in events:
         if e.get("cat") in DEVICE_CATS:
             e["args"].pop("correlation", None)  # only the ac2g flows are left to link by
-    got = attribute(load_trace(write_trace(tmp_path, events)))
+    got = components(linked_trace(write_trace(tmp_path, events)))
     assert_tables_equal(table(got, "component"), HAND_EXPECTED)
 
 
@@ -410,7 +410,7 @@ def test_hand_trace_without_links_is_all_unlinked(tmp_path: Path) -> None:
     events = [e for e in copy.deepcopy(hand_trace()) if e.get("cat") != "ac2g"]
     for e in events:
         e.get("args", {}).pop("correlation", None)
-    got = attribute(load_trace(write_trace(tmp_path, events)))
+    got = components(linked_trace(write_trace(tmp_path, events)))
     assert_tables_equal(table(got, "component"), {"unlinked": (62.0, 8)})
 
 
@@ -423,7 +423,7 @@ def test_cpu_only_hand_trace_uses_self_time(tmp_path: Path) -> None:
         X("ttft/attention/L1", "user_annotation", 1, 1, 200, 50),
         X("ttft/mlp/L0", "user_annotation", 1, 2, 20, 40),  # overlaps in time, other thread: no nesting
     ]
-    got = attribute(load_trace(write_trace(tmp_path, events)))
+    got = components(linked_trace(write_trace(tmp_path, events)))
     # attention (100 - 20) + 50 = 130 over 2 ranges; rope (20 - 6) + 6 = 20 over 2; mlp 40
     assert_tables_equal(table(got, "component"), {"rope": (20.0, 2), "attention": (130.0, 2), "mlp": (40.0, 1)})
     assert set(got["basis"]) == {"cpu_self"}
@@ -445,6 +445,7 @@ def _bad(tmp_path: Path, data: bytes, name: str = "trace.json") -> str:
 def test_bad_inputs_raise_one_sentence(tmp_path: Path) -> None:
     good = json.dumps({"traceEvents": [X("k", "kernel", 0, 7, 0, 1)]}).encode()
     assert issubclass(TraceFormatError, ValueError)
+    assert issubclass(TraceFormatError, InputError)
     assert "not valid JSON" in _bad(tmp_path, b"hello, I am not a trace")
     assert "not valid JSON" in _bad(tmp_path, good[: len(good) // 2])  # truncated plain JSON
     assert "gzip" in _bad(tmp_path, gzip.compress(good)[:-12], "trace.json.gz")
@@ -458,7 +459,7 @@ def test_bad_inputs_raise_one_sentence(tmp_path: Path) -> None:
 def test_chrome_array_format_and_empty_event_list(tmp_path: Path) -> None:
     path = tmp_path / "array.json"
     path.write_text(json.dumps([X("k", "kernel", 0, 7, 0, 4, correlation=1)]))
-    assert device_events(load_trace(path))["dur_us"].tolist() == [4.0]
+    assert linked_trace(path).device["dur_us"].tolist() == [4.0]
     assert load_trace(write_trace(tmp_path, [])).empty
 
 
@@ -472,14 +473,12 @@ def test_launch_at_a_range_boundary_belongs_to_the_range(tmp_path: Path) -> None
         *launch(131, 3),  # just after: back in attention
         *kernel(400, 1, 1), *kernel(410, 2, 2), *kernel(420, 4, 3),
     ]
-    got = table(attribute(load_trace(write_trace(tmp_path, events))), "component")
+    got = table(components(linked_trace(write_trace(tmp_path, events))), "component")
     assert_tables_equal(got, {"rope": (3.0, 2), "attention": (4.0, 1)})
 
 
 def test_hand_trace_top_kernels_per_component(tmp_path: Path) -> None:
-    from analyzers.trace.attribute import top_kernels_by_component
-
-    got = top_kernels_by_component(load_trace(write_trace(tmp_path, hand_trace())), n=3)
+    got = top_kernels_by_component(linked_trace(write_trace(tmp_path, hand_trace())), n=3)
     rows = {(r.component, r.name): (r.ms * 1e3, r.count) for r in got.itertuples(index=False)}
     # attention: flash_fwd_kernel twice (7 + 11 us); other: two elementwise launches (5 + 4 us);
     # unlinked lists the orphan kernel by name (17 us)
@@ -487,3 +486,59 @@ def test_hand_trace_top_kernels_per_component(tmp_path: Path) -> None:
     assert rows[("other", "vectorized_elementwise_kernel")] == (pytest.approx(9.0), 2)
     assert rows[("unlinked", "orphan_kernel")] == (pytest.approx(17.0), 1)
     assert list(dict.fromkeys(got["component"])) == ["h2d", "rope", "attention", "mlp", "other", "unlinked"]
+
+
+# ------------------------------------------------------------ report: one link, every table
+
+
+def test_analyze_trace_links_once_and_classifies_once(tmp_path: Path, monkeypatch) -> None:
+    import analyzers.trace.link as link_module
+    import analyzers.trace.report as report_module
+
+    calls = {"link": 0, "classify": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(report_module, "link", counted("link", report_module.link))
+    monkeypatch.setattr(link_module, "kernel_classes", counted("classify", link_module.kernel_classes))
+    report = report_module.analyze_trace(write_trace(tmp_path, hand_trace()), top=10)
+    assert calls == {"link": 1, "classify": 1}
+    assert list(report.tables) == ["components", "top kernels per component", "kernel classes", "top kernels",
+                                   "by user annotation"]
+    assert_tables_equal(table(report.tables["components"], "component"), HAND_EXPECTED)
+    assert report.grouping == "ttft components" and report.device_events == 8
+    assert report.device_ms == pytest.approx(0.062)
+    with pytest.raises(AttributeError):
+        report.grouping = "kernel classes"  # frozen: a report is a result, not a work area
+
+
+def test_trace_json_keys_and_markup_escaped_names(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from analyzers.render.trace import render_trace, trace_json
+    from analyzers.trace.report import analyze_trace
+
+    name = "void f<[bold]x[/bold], 4>"  # [brackets] that rich would read as markup
+    events = [*launch(10, 1), *kernel(100, 5, 1, name=name)]
+    report = analyze_trace(write_trace(tmp_path, events), top=5)
+    data = trace_json(report)
+    assert list(data) == ["path", "events", "device_events", "device_ms", "grouping", "tables"]
+    assert data["tables"]["top kernels"][0]["name"] == name
+    console = Console(file=io.StringIO(), width=200, record=True)
+    render_trace(report, console)
+    assert name in console.export_text()
+
+
+def test_device_events_without_any_launch_are_unlinked(tmp_path: Path) -> None:
+    # A device-only trace (or a slice cut from a larger one): nothing to look a correlation up in.
+    from analyzers.trace.report import analyze_trace
+
+    report = analyze_trace(write_trace(tmp_path, [X("k", "kernel", 0, 7, 0, 4, correlation=1)]))
+    assert report.device_events == 1 and report.grouping == "kernel classes"
+    assert table(report.tables["by user annotation"], "annotation") == {"(unlinked)": (4.0, 1)}

@@ -1,0 +1,217 @@
+"""Who launched each GPU kernel: every device event linked once, for every table.
+
+The chain is the one the design fixes: device event -> launch call (same
+`correlation`, or an `ac2g` flow when correlations are missing) -> innermost
+enclosing range on the launching thread. A component's GPU time is then the
+sum of its kernels' durations, never the span of a `gpu_user_annotation`,
+which counts the idle gaps between kernels as work.
+
+`link` does all of that in one pass and returns a `LinkedTrace`; the tables
+(`analyzers.trace.tables`) are plain group-bys over it, so none of them walks
+the trace again. All loops over events are numpy; Python loops run over ranges
+(hundreds) or distinct kernel names (thousands), never over events.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzers.trace.classify import kernel_classes
+from analyzers.trace.nesting import Nesting, innermost, nest, self_time
+from analyzers.trace.select import (
+    ANNOTATION_CATS,
+    DEVICE_CATS,
+    DRIVER_CATS,
+    FLOW_CAT,
+    LAUNCH_CATS,
+    RANGE_CATS,
+    RUNTIME_CATS,
+    cat_in,
+    category_mask,
+    coded,
+    complete,
+    name_startswith,
+    row_labels,
+    thread_keys,
+)
+from analyzers.vocabulary import LABEL_PREFIX, parse_label
+
+__all__ = ["DEVICE_COLUMNS", "UNLINKED", "LinkedTrace", "link"]
+
+UNLINKED = "unlinked"
+NO_COMPONENT = "other"  # launched outside every ttft range, or a ttft/ name that is not a component
+DEVICE_COLUMNS = ["name", "cat", "ts_us", "dur_us", "stream", "device", "correlation", "launch", "linked",
+                  "ttft_label", "ttft_range", "annotation", "annotation_range", "component", "kernel_class"]
+
+
+@dataclass(frozen=True)
+class LinkedTrace:
+    """Everything the tables read, from one pass over the trace.
+
+    - `events`: rows in the trace; `labelled`: some event is named `ttft/...`, so
+      the trace is grouped by our components.
+    - `device`: one row per device event (kernel, memcpy, memset; never dropped),
+      index = its row label in the loaded frame, columns `DEVICE_COLUMNS`:
+      `launch` (Int64): row label of the runtime/driver call, <NA> when neither
+      correlation nor flow finds it; `linked` (bool): False rows are kept so that
+      totals still add up, and their `component` is `unlinked` rather than a guess;
+      `ttft_label` / `ttft_range`: innermost `ttft/...` range (user_annotation or
+      cpu_op) on the launching thread around the launch; innermost, so a rope range
+      nested in an attention range claims the rope kernels; `annotation` /
+      `annotation_range`: innermost user_annotation of any name, for traces recorded
+      without our ranges; `component`; `kernel_class` (analyzers/data/kernel_classes.json).
+    - `ttft_ranges`: the `ttft/` ranges with `name`, `component` and `self_us`
+      (duration minus the ttft ranges nested in it on the same thread), which is
+      what a CPU-only trace can say.
+    - `annotations`: every user_annotation with `name` and `self_us` (nested
+      annotations subtracted), for CPU-only traces of someone else's code.
+    """
+
+    events: int
+    labelled: bool
+    device: pd.DataFrame
+    ttft_ranges: pd.DataFrame
+    annotations: pd.DataFrame
+
+
+def link(frame: pd.DataFrame) -> LinkedTrace:
+    """Link the frame `analyzers.trace.load.load_trace` returns, once."""
+    cols = _Columns.of(frame)
+    ours = name_startswith(frame, LABEL_PREFIX)
+    ttft = _Ranges.of(cols, cols.complete & cat_in(frame, RANGE_CATS) & ours)
+    notes = _Ranges.of(cols, cols.complete & cat_in(frame, ANNOTATION_CATS))
+    dev = np.flatnonzero(cols.complete & cat_in(frame, DEVICE_CATS))
+    ttft_names = cols.names(ttft.rows)
+    return LinkedTrace(
+        events=len(frame),
+        labelled=bool(ours.any()),
+        device=_device_frame(cols, dev, _find_launches(cols, dev), ttft, notes),
+        ttft_ranges=pd.DataFrame({"name": ttft_names, "component": _components_of(ttft_names),
+                                  "self_us": self_time(ttft.nesting)}, index=frame.index[ttft.rows]),
+        annotations=pd.DataFrame({"name": cols.names(notes.rows), "self_us": self_time(notes.nesting)},
+                                 index=frame.index[notes.rows]),
+    )
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The frame's columns as numpy arrays, read once for every step of the link."""
+
+    frame: pd.DataFrame
+    complete: np.ndarray
+    thread: np.ndarray
+    ts: np.ndarray
+    dur: np.ndarray
+    name_codes: np.ndarray
+    name_labels: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _Columns:
+        name_codes, name_labels = coded(frame["name"])
+        return cls(frame, complete(frame), thread_keys(frame), frame["ts_us"].to_numpy(dtype=np.float64),
+                   frame["dur_us"].to_numpy(dtype=np.float64), name_codes, name_labels)
+
+    def names(self, rows: np.ndarray) -> np.ndarray:
+        return self.name_labels[self.name_codes[rows]]
+
+
+@dataclass(frozen=True)
+class _Ranges:
+    rows: np.ndarray  # frame positions, in frame order
+    nesting: Nesting
+
+    @classmethod
+    def of(cls, cols: _Columns, mask: np.ndarray) -> _Ranges:
+        rows = np.flatnonzero(mask)
+        return cls(rows, nest(cols.thread[rows], cols.ts[rows], cols.dur[rows]))
+
+
+def _device_frame(cols: _Columns, dev: np.ndarray, launch: np.ndarray, ttft: _Ranges, notes: _Ranges) -> pd.DataFrame:
+    index = cols.frame.index
+    out = cols.frame.iloc[dev][DEVICE_COLUMNS[:7]].copy()
+    linked = launch >= 0
+    out["launch"] = row_labels(index, launch)
+    out["linked"] = linked
+    for label, ranges in (("ttft_label", ttft), ("annotation", notes)):
+        found = _enclosing(cols, ranges, launch)
+        out[label] = pd.Series(np.where(found >= 0, cols.names(found), None), index=out.index, dtype=object)
+        out[f"{label.removesuffix('_label')}_range"] = row_labels(index, found)
+    components = _components_of(out["ttft_label"].to_numpy(dtype=object))
+    components[~linked] = UNLINKED
+    out["component"] = components
+    out["kernel_class"] = kernel_classes(out["name"], out["cat"])
+    return out
+
+
+def _enclosing(cols: _Columns, ranges: _Ranges, launch: np.ndarray) -> np.ndarray:
+    """Frame position of the innermost range around each launch on its thread; -1 without one or a launch."""
+    found = np.full(len(launch), -1, dtype=np.int64)
+    if len(ranges.rows) == 0:
+        return found
+    linked = launch >= 0
+    hit = innermost(ranges.nesting, cols.thread[launch[linked]], cols.ts[launch[linked]])
+    found[linked] = np.where(hit >= 0, ranges.rows[np.maximum(hit, 0)], -1)
+    return found
+
+
+def _components_of(labels: np.ndarray) -> np.ndarray:
+    """`ttft/<component>/...` -> component; no range or an unknown component -> `other`."""
+    codes, uniques = pd.factorize(labels)  # parse each distinct label once
+    parsed = [parse_label(str(label)) for label in uniques]
+    components = np.array([key.component if key else NO_COMPONENT for key in parsed] + [NO_COMPONENT], dtype=object)
+    return components[codes]  # code -1 (no range) picks the trailing "other"
+
+
+def _find_launches(cols: _Columns, dev: np.ndarray) -> np.ndarray:
+    """Position of each device event's launch call, or -1."""
+    frame = cols.frame
+    corr_col = frame["correlation"]
+    corr_missing = corr_col.isna().to_numpy()
+    corr = corr_col.to_numpy(dtype=np.int64, na_value=0)  # exact ids; missing ones are masked out
+    # Runtime calls before driver calls, so a driver call sharing a runtime call's id never wins.
+    runtime = np.flatnonzero(cols.complete & cat_in(frame, RUNTIME_CATS) & ~corr_missing)
+    driver = np.flatnonzero(cols.complete & cat_in(frame, DRIVER_CATS) & ~corr_missing)
+    candidates = np.concatenate([runtime, driver])
+    lookup = pd.Index(corr[candidates])
+    if not lookup.is_unique:  # merged multi-process traces can reuse ids; first one wins
+        keep = ~lookup.duplicated(keep="first")
+        candidates, lookup = candidates[keep], lookup[keep]
+    launch = np.full(len(dev), -1, dtype=np.int64)
+    if len(candidates):  # none: a device-only trace (or one cut from a larger one), nothing to look up
+        has_corr = ~corr_missing[dev]
+        hit = lookup.get_indexer(corr[dev[has_corr]])
+        launch[has_corr] = np.where(hit >= 0, candidates[np.maximum(hit, 0)], -1)
+    if (launch < 0).any():
+        missing = launch < 0
+        launch[missing] = _launches_by_flow(cols, dev[missing])
+    return launch
+
+
+def _launches_by_flow(cols: _Columns, dev: np.ndarray) -> np.ndarray:
+    """Fallback through `ac2g` flows: Kineto writes the flow's end ("f") at the
+    device event's track and start time, and its start ("s") at the launch's."""
+    frame = cols.frame
+    out = np.full(len(dev), -1, dtype=np.int64)
+    flow = cat_in(frame, frozenset({FLOW_CAT})) & frame["flow_id"].notna().to_numpy()
+    if not flow.any():
+        return out
+    thread, ts = cols.thread, cols.ts
+    flow_id = frame["flow_id"].to_numpy(dtype=np.int64, na_value=0)  # only read where `flow` holds
+
+    def keyed(mask: np.ndarray) -> tuple[np.ndarray, list]:
+        rows = np.flatnonzero(mask)
+        return rows, list(zip(thread[rows].tolist(), ts[rows].tolist(), strict=True))
+
+    f_rows, f_keys = keyed(flow & category_mask(frame["ph"], lambda v: v == "f"))
+    s_rows, s_keys = keyed(flow & category_mask(frame["ph"], lambda v: v == "s"))
+    l_rows, l_keys = keyed(cols.complete & cat_in(frame, LAUNCH_CATS))
+    ends = dict(zip(f_keys, flow_id[f_rows].tolist(), strict=True))
+    starts = dict(zip(flow_id[s_rows].tolist(), s_keys, strict=True))
+    at = dict(zip(l_keys, l_rows.tolist(), strict=True))
+    for j, key in enumerate(zip(thread[dev].tolist(), ts[dev].tolist(), strict=True)):
+        source = starts.get(ends.get(key))
+        if source is not None:
+            out[j] = at.get(source, -1)
+    return out
