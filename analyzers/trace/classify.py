@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.errors import InputError
-from analyzers.trace.select import coded
+from analyzers.trace.kinds import coded
 
 __all__ = ["KERNEL_CLASSES_PATH", "OTHER_CLASS", "class_of", "kernel_classes"]
 

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.trace.classify import kernel_classes
-from analyzers.trace.nesting import Nesting, innermost, nest, self_time
-from analyzers.trace.select import (
+from analyzers.trace.kinds import (
     ANNOTATION_CATS,
     DEVICE_CATS,
     DRIVER_CATS,
@@ -36,14 +35,16 @@ from analyzers.trace.select import (
     row_labels,
     thread_keys,
 )
+from analyzers.trace.nesting import Nesting, innermost, nest, self_time
 from analyzers.vocabulary import LABEL_PREFIX, parse_label
 
 __all__ = ["DEVICE_COLUMNS", "UNLINKED", "LinkedTrace", "link"]
 
 UNLINKED = "unlinked"
 NO_COMPONENT = "other"  # launched outside every ttft range, or a ttft/ name that is not a component
-DEVICE_COLUMNS = ["name", "cat", "ts_us", "dur_us", "stream", "device", "correlation", "launch", "linked",
-                  "ttft_label", "ttft_range", "annotation", "annotation_range", "component", "kernel_class"]
+FRAME_COLUMNS = ["name", "cat", "ts_us", "dur_us", "stream", "device", "correlation"]  # copied from the trace
+DEVICE_COLUMNS = [*FRAME_COLUMNS, "launch", "linked", "ttft_label", "ttft_range", "annotation", "annotation_range",
+                  "component", "kernel_class"]
 
 
 @dataclass(frozen=True)
@@ -130,14 +131,14 @@ class _Ranges:
 
 def _device_frame(cols: _Columns, dev: np.ndarray, launch: np.ndarray, ttft: _Ranges, notes: _Ranges) -> pd.DataFrame:
     index = cols.frame.index
-    out = cols.frame.iloc[dev][DEVICE_COLUMNS[:7]].copy()
+    out = cols.frame.iloc[dev][FRAME_COLUMNS].copy()
     linked = launch >= 0
     out["launch"] = row_labels(index, launch)
     out["linked"] = linked
-    for label, ranges in (("ttft_label", ttft), ("annotation", notes)):
+    for label, range_column, ranges in (("ttft_label", "ttft_range", ttft), ("annotation", "annotation_range", notes)):
         found = _enclosing(cols, ranges, launch)
         out[label] = pd.Series(np.where(found >= 0, cols.names(found), None), index=out.index, dtype=object)
-        out[f"{label.removesuffix('_label')}_range"] = row_labels(index, found)
+        out[range_column] = row_labels(index, found)
     components = _components_of(out["ttft_label"].to_numpy(dtype=object))
     components[~linked] = UNLINKED
     out["component"] = components
