@@ -1,4 +1,6 @@
-"""The command line as a user meets it: a subprocess, its output, its exit code, its files."""
+"""The command line as a user meets it: its output, its exit code, its files.
+
+In-process through `main()`; one full profile runs in a subprocess, end to end."""
 from __future__ import annotations
 
 import json
@@ -6,10 +8,11 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli, run_cli
 
 
 def test_json_summary_and_run_folder(tmp_path):
+    # end to end on purpose: the installed command in a fresh process, its stdout JSON alone, its files
     out = tmp_path / "run"
     result = run_cli("--model", "tiny-llama", "--len", "128", "--warmup", "1", "--repeat", "3",
                      "--out", str(out), "--json")
@@ -28,9 +31,8 @@ def test_json_summary_and_run_folder(tmp_path):
     assert run["command"][:3] == ["ttft-profile", "--model", "tiny-llama"]
 
 
-def test_table_output_names_every_component(tmp_path):
-    result = run_cli("--model", "tiny-qwen3", "--len", "64", "--warmup", "0", "--repeat", "1",
-                     "--out", str(tmp_path / "r"))
+def test_table_output_names_every_component(qwen3_run):
+    result = qwen3_run.result  # tiny-qwen3 --len 64 --warmup 0 --repeat 1
     assert result.returncode == 0, result.stderr
     for name in ("embedding", "qkv_proj", "qk_norm", "rope", "attention", "o_proj", "mlp", "lm_head",
                  "sampling", "other", "TTFT (p50)"):
@@ -39,22 +41,22 @@ def test_table_output_names_every_component(tmp_path):
 
 
 def test_llama_table_marks_qk_norm_absent(tmp_path):
-    result = run_cli("--model", "tiny-llama", "--len", "32", "--warmup", "0", "--repeat", "1",
-                     "--out", str(tmp_path / "r"))
+    result = cli("--model", "tiny-llama", "--len", "32", "--warmup", "0", "--repeat", "1",
+                 "--out", str(tmp_path / "r"))
     line = next(line for line in result.stdout.splitlines() if "qk_norm" in line)
     assert "absent" in line
 
 
 def test_big_model_in_part_says_so(tmp_path):
-    result = run_cli("--model", "Qwen/Qwen3-8B", "--len", "64", "--layers", "2", "--warmup", "0",
-                     "--repeat", "1", "--out", str(tmp_path / "r"))
+    result = cli("--model", "Qwen/Qwen3-8B", "--len", "64", "--layers", "2", "--warmup", "0",
+                 "--repeat", "1", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "random weights" in result.stderr and "2 of 36 layers" in result.stderr
     assert "2 of 36 layers" in result.stdout
 
 
 def test_models_lists_the_built_ins():
-    result = run_cli("models")
+    result = cli("models")
     assert result.returncode == 0
     for name in ("Qwen/Qwen3-8B", "meta-llama/Llama-2-7b-hf", "meta-llama/Meta-Llama-3-8B", "Qwen/Qwen2.5-7B",
                  "mistralai/Mistral-7B-v0.1", "tiny-qwen3"):
@@ -83,7 +85,7 @@ BAD_INPUT = [
 @pytest.mark.parametrize("args,needle", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needle):
     out = tmp_path / "run"
-    result = run_cli(*args, "--out", str(out), cwd=tmp_path)
+    result = cli(*args, "--out", str(out), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("ttft-profile: error:")]
     assert len(lines) == 1 and needle in lines[0], result.stderr
@@ -95,7 +97,7 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needle):
 def test_local_folder_without_config(tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()
-    result = run_cli("--model", str(folder), "--out", str(tmp_path / "r"))
+    result = cli("--model", str(folder), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "no config.json" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -110,7 +112,7 @@ def test_unwritable_or_used_out(tmp_path, make_out):
         out.mkdir()
         (out / "keep.txt").write_text("mine")
         needle = "not empty"
-    result = run_cli("--len", "16", "--out", str(out))
+    result = cli("--len", "16", "--out", str(out))
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
     if make_out == "not_empty":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -123,10 +125,10 @@ def test_long_len_allowed_with_flag_and_warned(tmp_path):
     folder = tmp_path / "short-llama"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(config))
-    refused = run_cli("--model", str(folder), "--len", "100", "--out", str(tmp_path / "r1"))
+    refused = cli("--model", str(folder), "--len", "100", "--out", str(tmp_path / "r1"))
     assert refused.returncode == 2 and "--allow-long" in refused.stderr
-    allowed = run_cli("--model", str(folder), "--len", "100", "--allow-long", "--warmup", "0", "--repeat", "1",
-                      "--out", str(tmp_path / "r2"), "--json")
+    allowed = cli("--model", str(folder), "--len", "100", "--allow-long", "--warmup", "0", "--repeat", "1",
+                  "--out", str(tmp_path / "r2"), "--json")
     assert allowed.returncode == 0, allowed.stderr
     assert "past max_position_embeddings (64)" in allowed.stderr
     assert json.loads(allowed.stdout)["seq_len"] == 100

@@ -11,7 +11,7 @@ from analyzers.cost import ceilings as ceiling_table
 from analyzers.cost.ceilings import Ceilings
 from analyzers.cost.predict import predict
 from analyzers.cost.roofline import RooflineError, roofline, ttft_floor_ms
-from tests.conftest import cli_without_torch
+from tests.conftest import cli, cli_without_torch
 
 # 100 GFLOP/s of float32 and 10 GB/s: easy numbers to divide by
 TOY = Ceilings("toy device", {"float32": 100e9}, 10e9, "hand-made")
@@ -74,6 +74,7 @@ def _predict_without_torch(*args):
 
 
 def test_predict_qwen3_8b_without_torch():
+    # end to end on purpose: `predict` in a process where torch cannot be imported
     out = _predict_without_torch("--model", "Qwen/Qwen3-8B", "--len", "16384", "--gpu", "h100-sxm", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -100,23 +101,21 @@ def test_predict_qwen3_8b_without_torch():
     (["--model", "Qwen/Qwen3-8B", "--len", "1024", "--gpu", "a100-80gb", "--dtype", "fp8"], "fp8"),
 ])
 def test_predict_bad_input(args, needle):
-    out = _predict_without_torch(*args)
+    out = cli("predict", *args)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert needle in out.stderr, out.stderr
 
 
 def test_calibrate_then_runs_use_the_measured_ceilings(tmp_path):
-    from tests.conftest import run_cli
-
     env = {"TTFT_PROFILE_CACHE": str(tmp_path / "cache")}
-    calibrated = run_cli("calibrate", "--json", env=env)
+    calibrated = cli("calibrate", "--json", env=env)
     assert calibrated.returncode == 0, calibrated.stderr
     ceilings = json.loads(calibrated.stdout)
     assert ceilings["flops_per_s"]["float32"] > 0 and ceilings["bytes_per_s"] > 0
     assert (tmp_path / "cache" / "ceilings.json").exists()
     out = tmp_path / "run"
-    result = run_cli("--model", "tiny-llama", "--len", "128", "--warmup", "1", "--repeat", "2", "--no-trace",
-                     "--out", str(out), env=env)
+    result = cli("--model", "tiny-llama", "--len", "128", "--warmup", "1", "--repeat", "2", "--no-trace",
+                 "--out", str(out), env=env)
     assert result.returncode == 0, result.stderr
     run = json.loads((out / "run.json").read_text())
     assert run["ceilings"]["source"].startswith("calibrated") and "TTFT floor" in result.stdout
@@ -134,5 +133,5 @@ def test_calibrate_then_runs_use_the_measured_ceilings(tmp_path):
 
 def test_predict_names_a_missing_config_field(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4}')
-    out = _predict_without_torch("--model", str(tmp_path), "--len", "128", "--gpu", "h100-sxm")
+    out = cli("predict", "--model", str(tmp_path), "--len", "128", "--gpu", "h100-sxm")
     assert out.returncode == 2 and "hidden_size" in out.stderr and "Traceback" not in out.stderr

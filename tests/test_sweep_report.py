@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sweep") / "s"
-    result = run_cli("sweep", "--model", "tiny-llama", "--len", "64,128,256", "--warmup", "1", "--repeat", "2",
-                     "--no-trace", "--out", str(out), "--json")
+def sweep_dir(llama_sweep):
+    # one sweep for the session (conftest): sweep --model tiny-llama --len 64,128,256 --warmup 1 --repeat 2
+    out, result = llama_sweep
     assert result.returncode == 0, result.stderr
     return out, json.loads(result.stdout)
 
@@ -39,14 +39,15 @@ def test_sweep_writes_a_run_per_length_and_the_long_table(sweep_dir):
     ("1024,1024", "repeated"),
 ])
 def test_sweep_bad_lengths(tmp_path, lengths, needle):
-    result = run_cli("sweep", "--len", lengths, "--out", str(tmp_path / "s"))
+    result = cli("sweep", "--len", lengths, "--out", str(tmp_path / "s"))
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s").exists()
 
 
-def test_report_of_a_sweep_is_self_contained_and_matches_the_tables(sweep_dir):
-    out, _summary = sweep_dir
-    result = run_cli("report", str(out))
+def test_report_of_a_sweep_is_self_contained_and_matches_the_tables(sweep_dir, tmp_path):
+    out = tmp_path / "s"
+    shutil.copytree(sweep_dir[0], out)  # report writes into the folder: the shared sweep stays as written
+    result = cli("report", str(out))
     assert result.returncode == 0, result.stderr
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3
@@ -61,11 +62,11 @@ def test_report_of_a_sweep_is_self_contained_and_matches_the_tables(sweep_dir):
     assert len(scaling) == len(table[table["component"] != "ttft"])
 
 
-def test_report_of_a_run_waterfall_matches_breakdown(tmp_path):
+def test_report_of_a_run_waterfall_matches_breakdown(qwen3_run, tmp_path):
     out = tmp_path / "r"
-    assert run_cli("--model", "tiny-qwen3", "--len", "64", "--warmup", "0", "--repeat", "1", "--no-trace",
-                   "--out", str(out)).returncode == 0
-    assert run_cli("report", str(out)).returncode == 0
+    shutil.copytree(qwen3_run.path, out)  # tiny-qwen3 --len 64 --warmup 0 --repeat 1
+    assert qwen3_run.result.returncode == 0
+    assert cli("report", str(out)).returncode == 0
     figure = pd.read_csv(out / "figures" / "components.csv").set_index("component")
     breakdown = pd.read_csv(out / "breakdown.csv").set_index("component")
     for component, row in figure.iterrows():
@@ -78,23 +79,23 @@ def test_report_of_a_run_waterfall_matches_breakdown(tmp_path):
 
 
 def test_report_refuses_what_is_not_a_run(tmp_path):
-    result = run_cli("report", str(tmp_path))
+    result = cli("report", str(tmp_path))
     assert result.returncode == 2 and "neither run.json nor sweep.json" in result.stderr
 
 
 def test_diff_flags_nothing_on_itself_and_warns_across_lengths(sweep_dir):
     out, _summary = sweep_dir
-    same = run_cli("diff", str(out / "n64"), str(out / "n64"), "--json")
+    same = cli("diff", str(out / "n64"), str(out / "n64"), "--json")
     assert same.returncode == 0
     data = json.loads(same.stdout)
     assert not any(row["flagged"] for row in data["components"]) and data["warnings"] == []
-    across = run_cli("diff", str(out / "n64"), str(out / "n256"))
+    across = cli("diff", str(out / "n64"), str(out / "n256"))
     assert across.returncode == 0 and "seq_len" in across.stderr
 
 
 def test_partial_model_table_shows_a_labelled_full_estimate(tmp_path):
-    result = run_cli("--model", "tiny-llama", "--len", "64", "--layers", "2", "--warmup", "0", "--repeat", "2",
-                     "--no-trace", "--out", str(tmp_path / "r"))
+    result = cli("--model", "tiny-llama", "--len", "64", "--layers", "2", "--warmup", "0", "--repeat", "2",
+                 "--no-trace", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "est. 4 layers" in result.stdout
     assert "estimate for all 4 layers" in result.stdout and "an estimate, not a measurement" in result.stdout
