@@ -10,8 +10,8 @@ import math
 
 import pandas as pd
 
-from analyzers.vocabulary import COMPONENTS
 from analyzers.run import Run
+from analyzers.vocabulary import COMPONENTS, remainder_for
 
 BREAKDOWN_COLUMNS = ["component", "ms", "share", "calls", "layers", "ms_per_layer", "ms_min", "ms_max", "present"]
 
@@ -45,7 +45,7 @@ def ttft_stats(run: Run) -> dict:
 
 
 def remainder_component(run: Run) -> str:
-    return "host_gap" if run.timing == "cuda-events" else "other"
+    return remainder_for(run.timing)
 
 
 def _per_repeat(run: Run) -> pd.DataFrame:

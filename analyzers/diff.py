@@ -15,14 +15,15 @@ range. With a single repeat the spread is 0 and any change flags, so
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
 from analyzers.breakdown import breakdown, ttft_stats
 from analyzers.run import Run
+from analyzers.vocabulary import TOTAL
 
 DIFF_COLUMNS = ["component", "ms_a", "ms_b", "delta_ms", "delta_pct", "spread_a_ms", "spread_b_ms", "flagged"]
-TOTAL = "ttft"
 # What makes two runs not like for like: comparing them is allowed (that is
 # often the point, e.g. two lengths), but the reader should know.
 COMPARED_FIELDS = ("model", "seq_len", "batch", "dtype", "device", "device_name", "attn", "timing",
@@ -62,6 +63,21 @@ def _row(component: str, ms_a: float, ms_b: float, lo_a: float, hi_a: float, lo_
         "spread_b_ms": hi_b - lo_b,
         "flagged": _flag(lo_a, hi_a, lo_b, hi_b, delta),
     }
+
+
+@dataclass(frozen=True)
+class Diff:
+    """Two runs compared: per-component rows, the caveats, and what to call each run."""
+
+    name_a: str
+    name_b: str
+    table: pd.DataFrame
+    warnings: list[str]
+
+
+def compare(a: Run, b: Run, name_a: str, name_b: str) -> Diff:
+    table = diff_runs(a, b)
+    return Diff(name_a, name_b, table, table.attrs["warnings"])
 
 
 def diff_runs(a: Run, b: Run) -> pd.DataFrame:

@@ -26,6 +26,7 @@ class ParameterError(InputError):
 
     def sentence(self, name: str) -> str:
         """The message with the parameter called `name` (a flag, for the CLI)."""
-        value = self.value if isinstance(self.value, (int, float)) else repr(self.value)
+        text = str(self.value)
+        value = text if text and not any(c.isspace() for c in text) else repr(self.value)
         text = f"{name} {value} {self.problem}"
         return f"{text}; {self.fix.rstrip('.')}." if self.fix else f"{text}."

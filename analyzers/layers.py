@@ -14,22 +14,23 @@ import math
 import numpy as np
 import pandas as pd
 
-from analyzers.breakdown import breakdown, median_repeat
+from analyzers.breakdown import median_repeat
+from analyzers.errors import InputError
 from analyzers.run import Run
+from analyzers.vocabulary import COMPONENTS, TOTAL
 
 EXTRAPOLATION_COLUMNS = ["component", "measured_ms", "per_layer_ms", "estimate_ms", "factor", "estimate"]
 SPREAD_COLUMNS = ["component", "layers", "layer_ms", "mean_ms", "min_ms", "max_ms", "cv", "min_layer", "max_layer"]
-TOTAL = "ttft"
 
 
 def _layer_counts(run: Run) -> tuple[int, int]:
     built, total = int(run.layers_built or 0), int(run.layers_total or 0)
     if built <= 0 or total <= 0:
-        raise ValueError("the run does not record how many layers were built and how many the model has "
+        raise InputError("the run does not record how many layers were built and how many the model has "
                          "(layers_built / layers_total), so there is nothing to scale by; re-run with a current "
                          "ttft-profile.")
     if built > total:
-        raise ValueError(f"the run says {built} layers were built of {total}; run.json was edited or is corrupt.")
+        raise InputError(f"the run says {built} layers were built of {total}; run.json was edited or is corrupt.")
     return built, total
 
 
@@ -44,7 +45,7 @@ def _layered_ms(run: Run) -> pd.Series:
     return mine.groupby("component")["ns"].sum() / 1e6
 
 
-def layer_extrapolation(run: Run) -> pd.DataFrame:
+def layer_extrapolation(run: Run, table: pd.DataFrame) -> pd.DataFrame:
     """Per component: measured ms (median repeat) and the full-model estimate; a last row `ttft` for the total.
 
     estimate_ms = (measured − per-layer part) + per-layer part × L/K, where the
@@ -54,7 +55,6 @@ def layer_extrapolation(run: Run) -> pd.DataFrame:
     """
     built, total = _layer_counts(run)
     factor = total / built
-    table = breakdown(run)
     layered = _layered_ms(run)
     out = []
     for rec in table.itertuples(index=False):
@@ -103,7 +103,7 @@ def layer_spread(run: Run) -> pd.DataFrame:
     """
     mine = _median_rows(run).dropna(subset=["layer"])
     per_layer = mine.groupby(["component", "layer"])["ns"].sum() / 1e6
-    order = {c: i for i, c in enumerate(breakdown(run)["component"])}
+    order = {c: i for i, c in enumerate(COMPONENTS)}
     out = []
     for comp in sorted(per_layer.index.get_level_values(0).unique(), key=lambda c: (order.get(c, len(order)), c)):
         series = per_layer.loc[comp].sort_index()

@@ -1,24 +1,25 @@
 """`Run`: the one object that crosses from capture to analysis.
 
-Plain data only (no tensors, no torch), so that a run folder can be read,
-re-rendered and compared on a laptop with pandas alone.
+Plain, schema-versioned data (no tensors, no torch, no analysis), so a run
+folder is read, re-rendered and compared on a laptop with pandas alone.
+Loading checks every field's type: a hand-edited or truncated run.json gets
+one sentence naming the file and the field, never a traceback further on.
 """
 from __future__ import annotations
 
-import io
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from analyzers import atomic
-from analyzers.jsonout import dumps
+from analyzers.errors import InputError
 
 SCHEMA = "ttft-profile/run"
 SCHEMA_VERSION = 1
 
 
-class RunFormatError(ValueError):
-    """A run folder that is missing, unreadable or from an unknown schema."""
+class RunFormatError(InputError):
+    """A run folder that is missing, unreadable, malformed or from an unknown schema."""
 
 
 @dataclass
@@ -65,12 +66,6 @@ class Run:
     telemetry_samples: list[dict] = field(default_factory=list, repr=False)
     path: str | None = None
 
-    def breakdown(self):
-        """Per-component table of the median repeat (see analyzers.breakdown)."""
-        from analyzers.breakdown import breakdown
-
-        return breakdown(self)
-
     def to_dict(self) -> dict:
         out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
         out.update(asdict(self))
@@ -79,56 +74,84 @@ class Run:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict, path: str | None = None) -> "Run":
+    def from_dict(cls, data: object, path: str | None = None, source: str = "run.json") -> Run:
+        """Check the schema and every field's type; the error names `source` and the field."""
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise RunFormatError("run.json is not a ttft-profile run (no 'schema' field of ttft-profile/run).")
+            raise RunFormatError(f"{source} is not a ttft-profile run (no 'schema' field of {SCHEMA}).")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise RunFormatError(
-                f"run.json has schema version {version}, this ttft-profile reads {SCHEMA_VERSION}; "
-                "use the ttft-profile version that wrote it."
-            )
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known and k not in ("path", "telemetry_samples")}
-        try:
-            run = cls(**kwargs, path=path)
-        except TypeError as exc:
-            raise RunFormatError(f"run.json lacks required fields ({exc}); it was cut short or hand-edited.") from None
-        if not run.ttft_ns or not isinstance(run.ttft_ns, list):
-            raise RunFormatError("run.json holds no TTFT samples; it was cut short or hand-edited, so profile again.")
-        return run
-
-    def save(self, folder: str | Path) -> Path:
-        """Write run.json, breakdown.csv and breakdown_layers.csv, each atomically."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        from analyzers.breakdown import layer_breakdown
-
-        atomic.write_text(folder / "breakdown.csv", _csv(self.breakdown()))
-        atomic.write_text(folder / "breakdown_layers.csv", _csv(layer_breakdown(self)))
-        if self.ceilings:
-            from analyzers.cost.roofline import run_roofline
-
-            try:
-                table = run_roofline(self)
-            except ValueError as exc:  # a config the FLOP model cannot read: keep the run, say why
-                self.notices.append(f"no roofline: {exc}")
-            else:
-                atomic.write_text(folder / "roofline.csv", _csv(table))
-        if self.telemetry_samples:
-            from analyzers.telemetry.samples import write_samples_csv
-
-            write_samples_csv(self.telemetry_samples, folder / "nvml.csv")
-        # run.json last: its presence marks a complete folder.
-        atomic.write_text(folder / "run.json", dumps(self.to_dict()) + "\n")
-        self.path = str(folder)
-        return folder
+            newer = isinstance(version, int) and version > SCHEMA_VERSION
+            fix = "upgrade ttft-profile to read it" if newer else "use the ttft-profile version that wrote it"
+            raise RunFormatError(f"{source} has schema version {version!r} and this ttft-profile reads "
+                                 f"{SCHEMA_VERSION}; {fix}.")
+        kwargs = {}
+        for f in fields(cls):
+            if f.name in ("path", "telemetry_samples"):
+                continue
+            if f.name not in data:
+                if f.name in REQUIRED:
+                    raise RunFormatError(f"{source} lacks required field '{f.name}'; it was cut short or "
+                                         "hand-edited, so profile again.")
+                continue
+            kwargs[f.name] = _checked(f.name, data[f.name], source)
+        _check_samples(kwargs["ttft_ns"], source)
+        return cls(**kwargs, path=path)
 
 
-def _csv(frame) -> str:
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, float_format="%.6g")
-    return buf.getvalue()
+# field -> accepted JSON types (None allowed where listed)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "seq_len": (int,), "batch": (int,), "dtype": (str,), "device": (str,),
+    "device_name": (str,), "attn": (str,), "warmup": (int,), "repeat": (int,), "ttft_ns": (list,),
+    "cold_ttft_ns": (int,), "component_ns": (list,), "components_present": (list,), "model_source": (str,),
+    "model_origin": (str,), "random_weights": (bool,), "layers_built": (int,), "layers_total": (int,),
+    "logits_kept": (str,), "sampling": (dict,), "timing": (str,), "config": (dict,), "versions": (dict,),
+    "command": (list,), "created": (str,), "notices": (list,), "profiled_ttft_ns": (int, type(None)),
+    "profiled_component_ns": (list,), "trace_file": (str, type(None)), "ceilings": (dict, type(None)),
+    "telemetry": (dict, type(None)),
+}
+REQUIRED = frozenset(f.name for f in fields(Run) if f.default is MISSING and f.default_factory is MISSING)
+ROW_KEYS = ("repeat", "component", "layer", "detail", "ns", "calls")
+
+
+def _checked(name: str, value: object, source: str) -> object:
+    wanted = FIELD_TYPES[name]
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, wanted) or (is_bool and bool not in wanted):
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in wanted)
+        raise RunFormatError(f"{source}: field '{name}' holds {json.dumps(value)[:40]}, not {names}; "
+                             "it was hand-edited or written by another tool, so profile again.")
+    if name in ("component_ns", "profiled_component_ns"):
+        for row in value:
+            if not isinstance(row, dict) or any(k not in row for k in ROW_KEYS) or not _number(row["ns"]):
+                raise RunFormatError(f"{source}: field '{name}' holds a row that is not "
+                                     "{repeat, component, layer, detail, ns, calls}; profile again.")
+    if name == "telemetry" and value is not None:
+        return _telemetry(value, source)
+    return value
+
+
+def _check_samples(samples: list, source: str) -> None:
+    if not samples:
+        raise RunFormatError(f"{source} holds no TTFT samples (field 'ttft_ns' is empty); it was cut short or "
+                             "hand-edited, so profile again.")
+    for t in samples:
+        if not _number(t) or not math.isfinite(t) or t <= 0:
+            raise RunFormatError(f"{source}: field 'ttft_ns' holds {json.dumps(t)}, not a positive number of "
+                                 "nanoseconds; it was hand-edited, so profile again.")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _telemetry(summary: dict, source: str) -> dict:
+    """JSON has no NaN, so a missing average was saved as null: read it back as NaN."""
+    rows = summary.get("attributed", [])
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise RunFormatError(f"{source}: field 'telemetry.attributed' is not a list of rows; profile again.")
+    nan_rows = [{k: (math.nan if v is None and k in ("value", "covered_ms") else v) for k, v in r.items()}
+                for r in rows]
+    return {**summary, "attributed": nan_rows}
 
 
 def load_run(path: str | Path) -> Run:
@@ -145,4 +168,4 @@ def load_run(path: str | Path) -> Run:
         data = json.loads(run_json.read_text())
     except (OSError, ValueError) as exc:
         raise RunFormatError(f"{run_json} is not readable JSON ({exc}); the run was cut short.") from None
-    return Run.from_dict(data, path=str(run_json.parent))
+    return Run.from_dict(data, path=str(run_json.parent), source=str(run_json))

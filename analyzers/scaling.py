@@ -9,19 +9,18 @@ drifts once attention matters.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from analyzers.vocabulary import COMPONENTS
+from analyzers.errors import InputError
+from analyzers.vocabulary import COMPONENTS, TOTAL
 
 FIT_COLUMNS = ["component", "fit", "points", "c0", "c1", "c2", "r2", "max_abs_residual_ms"]
 EXTRAPOLATE_COLUMNS = ["component", "seq_len", "ms", "stderr_ms", "extrapolated"]
 QUADRATIC_COMPONENTS = frozenset({"attention"})
-TOTAL = "ttft"
 
 
 @dataclass(frozen=True)
@@ -65,9 +64,9 @@ def fit_component(seq_lens: Iterable[int], ms: Iterable[float], quadratic: bool,
     params = 3 if quadratic else 2
     name = component or "a component"
     if len(n) != len(y):
-        raise ValueError(f"{name} has {len(n)} lengths but {len(y)} times; give one time per length.")
+        raise InputError(f"{name} has {len(n)} lengths but {len(y)} times; give one time per length.")
     if len(np.unique(n)) < params:
-        raise ValueError(f"a {'quadratic' if quadratic else 'linear'} fit of {name} needs at least {params} "
+        raise InputError(f"a {'quadratic' if quadratic else 'linear'} fit of {name} needs at least {params} "
                          f"distinct lengths, it got {len(np.unique(n))}; measure more lengths.")
     # n² reaches 1e9 at 32k tokens: solve on n/scale so the columns are of one size,
     # then map the coefficients (and their covariance) back to plain n.
@@ -99,13 +98,13 @@ def fit_component(seq_lens: Iterable[int], ms: Iterable[float], quadratic: bool,
 def _check_table(table: pd.DataFrame) -> pd.DataFrame:
     missing = {"seq_len", "component", "ms"} - set(table.columns)
     if missing:
-        raise ValueError(f"the sweep table lacks column(s) {', '.join(sorted(missing))}; "
+        raise InputError(f"the sweep table lacks column(s) {', '.join(sorted(missing))}; "
                          "give one row per length and component with seq_len, component and ms.")
     table = table[["seq_len", "component", "ms"]].dropna(subset=["ms"])
     dup = table.duplicated(subset=["seq_len", "component"])
     if dup.any():
         first = table[dup].iloc[0]
-        raise ValueError(f"the sweep table has more than one row for {first['component']} at "
+        raise InputError(f"the sweep table has more than one row for {first['component']} at "
                          f"{int(first['seq_len'])} tokens; give one row per length and component.")
     return table
 
@@ -224,52 +223,3 @@ def extrapolate(fits: Mapping[str, Fit] | Iterable[Fit], lengths: Iterable[int])
             out.append({"component": fit.component, "seq_len": int(n), "ms": ms, "stderr_ms": se,
                         "extrapolated": not (lo <= n <= hi)})
     return pd.DataFrame(out, columns=EXTRAPOLATE_COLUMNS)
-
-
-_ITEM = re.compile(r"^\s*(-?\d+)\s*([kK]?)\s*$")
-_FORMAT = "write lengths as integers, optionally with k (= 1024), e.g. 1024,2048,4096 or 1k..32k"
-
-
-def _length(item: str, text: str) -> int:
-    m = _ITEM.match(item)
-    if not m:
-        raise ValueError(f"{item.strip()!r} in {text!r} is not a length; {_FORMAT}.")
-    return int(m.group(1)) * (1024 if m.group(2) else 1)
-
-
-def parse_lengths(text: str) -> list[int]:
-    """"1024,2048,4096", "1k..32k" (doubling: 1024, 2048, ..., 32768), "512..4096"; items may be mixed by commas."""
-    if not text or not text.strip():
-        raise ValueError(f"no lengths given; {_FORMAT}.")
-    lengths: list[int] = []
-    for item in text.split(","):
-        if ".." in item:
-            ends = item.split("..")
-            if len(ends) != 2:
-                raise ValueError(f"{item.strip()!r} is not a range; write a range as start..end, e.g. 1k..32k.")
-            start, end = (_length(e, text) for e in ends)
-            if start <= 0:
-                raise ValueError(f"the range {item.strip()} starts at {start}, not a positive length; "
-                                 "start it at 1 or more.")
-            if end <= start:
-                raise ValueError(f"the range {item.strip()} does not increase; write it as smaller..larger.")
-            span = [start]
-            while span[-1] < end:
-                span.append(span[-1] * 2)
-            if span[-1] != end:
-                raise ValueError(f"the range {item.strip()} doubles from {start} past {end} without reaching it; "
-                                 f"end it on a doubling such as {span[-2]} or {span[-1]}, or list the lengths.")
-            lengths.extend(span)
-        else:
-            lengths.append(_length(item, text))
-    for n in lengths:
-        if n <= 0:
-            raise ValueError(f"length {n} in {text!r} is not positive; every length must be 1 token or more.")
-    for prev, n in zip(lengths, lengths[1:], strict=False):  # neighbours: one shorter on purpose
-        if n <= prev:
-            what = "repeated" if n == prev else f"after {prev}, out of order"
-            raise ValueError(f"length {n} in {text!r} is {what}; list lengths in increasing order, each once.")
-    if len(lengths) < 2:
-        raise ValueError(f"{text.strip()!r} is a single length and a sweep needs at least two lengths; "
-                         "add more, e.g. 1k..8k.")
-    return lengths

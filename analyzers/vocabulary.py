@@ -77,14 +77,15 @@ COLOURS: dict[str, int] = {
 }
 
 # -- dtypes -----------------------------------------------------------------------------------
-# Canonical dtype name -> bytes per element. The names are torch's, so `getattr(torch, name)` works.
-DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
+# Canonical dtype name -> bytes per element. The names are torch's (`getattr(torch, name)` works) except
+# fp8, which torch splits into several formats and datasheets quote as one.
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1}
 # What users and configs write -> the canonical name.
 DTYPE_ALIASES: dict[str, str] = {
     "float32": "float32", "fp32": "float32", "float": "float32",
     "bfloat16": "bfloat16", "bf16": "bfloat16",
     "float16": "float16", "fp16": "float16", "half": "float16",
-    "float8": "float8", "fp8": "float8",
+    "float8": "fp8", "fp8": "fp8", "float8_e4m3fn": "fp8", "float8_e5m2": "fp8",
 }
 # dtypes a model can be built and profiled in (fp8 is a datasheet peak, not a build dtype).
 BUILD_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")

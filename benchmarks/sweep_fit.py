@@ -20,7 +20,8 @@ def main() -> None:
 
     import pandas as pd
 
-    from analyzers.scaling import crossover, fit_components, parse_lengths
+    from analyzers.lengths import parse_lengths
+    from analyzers.scaling import crossover, fit_components
     from profiler import profile_prefill
     from profiler.build import build
     from profiler.catalog import resolve

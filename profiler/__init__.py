@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "profile_prefill", "instrument", "Sampling", "Run"]
+__all__ = ["__version__", "profile_prefill", "instrument", "Sampling", "Settings", "Run"]
 
 
 def __getattr__(name):
@@ -22,6 +22,10 @@ def __getattr__(name):
         from profiler.sampling import Sampling
 
         return Sampling
+    if name == "Settings":
+        from profiler.settings import Settings
+
+        return Settings
     if name == "Run":
         from analyzers.run import Run
 

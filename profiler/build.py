@@ -12,16 +12,17 @@ import importlib.util
 import io
 import math
 
+from analyzers.errors import InputError, ParameterError
+from analyzers.vocabulary import dtype_bytes
 from profiler.catalog import ModelSource
-from profiler.device import BYTES_PER_ELEMENT
-from profiler.errors import UsageError, first_line
+from profiler.errors import first_line
 
 
 def layer_count(config: dict) -> int:
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
         if key in config:
             return int(config[key])
-    raise UsageError("the model's config.json has no num_hidden_layers; it is not a decoder-only LM config.")
+    raise InputError("the model's config.json has no num_hidden_layers; it is not a decoder-only LM config.")
 
 
 def truncated_config(config: dict, layers: int | None) -> tuple[dict, int, int]:
@@ -29,7 +30,7 @@ def truncated_config(config: dict, layers: int | None) -> tuple[dict, int, int]:
     if layers is None:
         return dict(config), total, total
     if not 1 <= layers <= total:
-        raise UsageError(f"--layers {layers} is outside 1..{total} for this model; pick a value in that range.")
+        raise ParameterError("layers", layers, f"is outside 1..{total} for this model", "pick a value in that range")
     out = dict(config)
     out["num_hidden_layers"] = layers
     for key in ("layer_types", "sliding_window_pattern_layers"):
@@ -42,7 +43,7 @@ def truncated_config(config: dict, layers: int | None) -> tuple[dict, int, int]:
 
 def estimate_bytes(config: dict, seq_len: int, batch: int, dtype: str, attn: str) -> int:
     """Rough peak memory of a prefill: weights, KV cache and the largest live activations."""
-    e = BYTES_PER_ELEMENT[dtype]
+    e = dtype_bytes(dtype)
     d = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
     kv = int(config.get("num_key_value_heads") or heads)
@@ -64,9 +65,9 @@ def estimate_bytes(config: dict, seq_len: int, batch: int, dtype: str, attn: str
 
 def check_fits(needed: int, available: int | None, device: str) -> None:
     if available is not None and needed > available:
-        raise UsageError(
+        raise InputError(
             f"this run needs roughly {needed / 2**30:.1f} GiB on {device} but {available / 2**30:.1f} GiB is free; "
-            "profile fewer layers with --layers K or a shorter --len."
+            "profile fewer layers (`layers`) or a shorter `seq_len`."
         )
 
 
@@ -113,13 +114,13 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
     config_dict, _built, _total = truncated_config(source.config, layers)
     model_type = config_dict.get("model_type")
     if not model_type:
-        raise UsageError("the model's config.json has no model_type; it cannot be built from its config.")
+        raise InputError("the model's config.json has no model_type; it cannot be built from its config.")
     hf_logging.set_verbosity_error()
     fields = {k: v for k, v in config_dict.items() if k not in ("model_type", "transformers_version", "_name_or_path")}
     try:
         config = AutoConfig.for_model(model_type, **fields)
     except ValueError as exc:
-        raise UsageError(f"transformers cannot build model_type {model_type!r} ({exc}); upgrade transformers.") from None
+        raise InputError(f"transformers cannot build model_type {model_type!r} ({exc}); upgrade transformers.") from None
     torch_dtype = getattr(torch, dtype)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -136,7 +137,7 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
                     if "memory" in str(exc).lower():
                         raise  # the caller turns running out of memory into its own sentence
                     first = first_line(exc)
-                    raise UsageError(f"the weights in {source.weights_dir} could not be loaded ({first}); "
+                    raise InputError(f"the weights in {source.weights_dir} could not be loaded ({first}); "
                                      "fix or remove the *.safetensors files to profile with random weights.") from None
                 if device != "cpu" and not direct:
                     model.to(device)
@@ -150,7 +151,7 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
     except (ValueError, ImportError) as exc:
         first = first_line(exc)
         if "attn" in first.lower() or "attention" in first.lower():
-            raise UsageError(f"--attn {attn} is not available for this model here ({first}); try --attn sdpa or eager.") from None
+            raise ParameterError("attn", attn, f"is not available for this model here ({first})", "try `attn` sdpa or eager") from None
         raise
     model.eval()
     return model

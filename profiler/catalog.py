@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from profiler.errors import UsageError
+from analyzers.errors import InputError
 
 DATA = Path(__file__).with_name("data") / "models.json"
 
@@ -59,16 +59,16 @@ def _has_safetensors(folder: Path) -> bool:
 def _from_local(path: Path, name: str) -> ModelSource:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise UsageError(
+        raise InputError(
             f"the folder {path} has no config.json; pass a folder saved with save_pretrained() "
             "or a built-in name (see `ttft-profile models`)."
         )
     try:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{config_file} is not readable JSON ({exc}); fix or replace the file.") from None
+        raise InputError(f"{config_file} is not readable JSON ({exc}); fix or replace the file.") from None
     if not isinstance(config, dict):
-        raise UsageError(f"{config_file} holds a JSON {type(config).__name__}, not a config object; "
+        raise InputError(f"{config_file} holds a JSON {type(config).__name__}, not a config object; "
                          "pass a folder saved with save_pretrained().")
     weights = str(path) if _has_safetensors(path) else None
     return ModelSource(name, "local", config, weights, str(path))
@@ -113,6 +113,6 @@ def resolve(name: str) -> ModelSource:
     close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.4)
     close += [k for k in table if name.lower() in k.lower() and k not in close]
     hint = f"did you mean {', '.join(close[:3])}?" if close else "run `ttft-profile models` to list them."
-    raise UsageError(
+    raise InputError(
         f"unknown model {name!r}: not a local folder, not in the Hugging Face cache and not built in; {hint}"
     )

@@ -9,14 +9,9 @@ import os
 import platform
 from dataclasses import dataclass
 
-from profiler.errors import UsageError, first_line
-
-DTYPES = {
-    "float32": "float32", "fp32": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-}
-BYTES_PER_ELEMENT = {"float32": 4, "bfloat16": 2, "float16": 2}
+from analyzers.errors import ParameterError
+from analyzers.vocabulary import BUILD_DTYPES, dtype_name
+from profiler.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -38,26 +33,25 @@ def resolve_device(requested: str) -> str:
         return "cpu"
     if requested == "cuda" or requested.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {requested} asked for a GPU but torch sees none; use --device cpu.")
+            raise ParameterError("device", requested, "asked for a GPU but torch sees none", "use `device` cpu")
         index = 0 if requested == "cuda" else requested.split(":", 1)[1]
         if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
-            raise UsageError(
-                f"--device {requested} does not exist: torch sees {torch.cuda.device_count()} GPU(s), "
-                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}."
-            )
+            count = torch.cuda.device_count()
+            raise ParameterError("device", requested, f"does not exist: torch sees {count} GPU(s)",
+                                 f"use cuda:0 to cuda:{count - 1}")
         return f"cuda:{int(index)}"
-    raise UsageError(f"--device {requested!r} is not one of auto, cpu, cuda or cuda:N.")
+    raise ParameterError("device", requested, "is not one of auto, cpu, cuda or cuda:N", "pick one of those")
 
 
 def resolve_dtype(requested: str, device: str, config_dtype: str | None) -> str:
     """`auto` is the config's dtype on a GPU and float32 on a CPU (where bf16 matmuls are emulated on most chips)."""
     if requested == "auto":
         if device.startswith("cuda"):
-            return DTYPES.get(str(config_dtype or "bfloat16"), "bfloat16")
+            return dtype_name(config_dtype or "bfloat16") or "bfloat16"
         return "float32"
-    dtype = DTYPES.get(requested.lower())
-    if dtype is None:
-        raise UsageError(f"--dtype {requested!r} is not known; use one of float32, bfloat16, float16 or auto.")
+    dtype = dtype_name(requested)
+    if dtype not in BUILD_DTYPES:
+        raise ParameterError("dtype", requested, "is not known", "use one of float32, bfloat16, float16 or auto")
     return dtype
 
 
@@ -70,9 +64,7 @@ def check_dtype_runs(dtype: str, device: str) -> None:
         (x @ x).sum().item()
     except (RuntimeError, TypeError) as exc:
         first = first_line(exc)
-        raise UsageError(
-            f"--dtype {dtype} does not run on {device} ({first}); pick another --dtype."
-        ) from None
+        raise ParameterError("dtype", dtype, f"does not run on {device} ({first})", "pick another `dtype`") from None
 
 
 def _meminfo_bytes(field: str) -> int | None:

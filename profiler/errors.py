@@ -1,16 +1,10 @@
-"""The one error type the CLI turns into a sentence and exit code 2, and the parser that raises it."""
+"""How capture tells a bad environment from a bug.
+
+Bad input is `analyzers.errors.InputError` on both sides; what lives here is
+capture's own knowledge of failures: which exceptions mean "out of memory",
+and how to keep a library's page-long message to its first line.
+"""
 from __future__ import annotations
-
-import argparse
-
-
-class UsageError(Exception):
-    """Bad input: the message names the problem and the fix in one sentence."""
-
-    @classmethod
-    def from_error(cls, exc: BaseException) -> "UsageError":
-        """An analyzers-side error (already one sentence) as the CLI's error, ending in one full stop."""
-        return cls(str(exc).rstrip(".") + ".")
 
 
 def first_line(exc: BaseException, default: str | None = None) -> str:
@@ -19,8 +13,11 @@ def first_line(exc: BaseException, default: str | None = None) -> str:
     return text.splitlines()[0] if text else (default or type(exc).__name__)
 
 
-class ArgParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one sentence (a UsageError), not a usage dump and exit."""
+def is_oom(exc: BaseException) -> bool:
+    """Host or device out of memory, whichever layer noticed it first."""
+    import torch
 
-    def error(self, message):
-        raise UsageError(f"{message}; see `{self.prog} --help`.")
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from analyzers.atomic import umask_mode
-from profiler.errors import UsageError
+from analyzers.errors import InputError, ParameterError
 
 
 def default_run_dir(root: Path, model: str, seq_len: int | None = None, kind: str | None = None) -> Path:
@@ -35,16 +35,16 @@ class StagedFolder:
     def __init__(self, final: Path):
         self.final = final
         if final.exists() and not final.is_dir():
-            raise UsageError(f"--out {final} is a file, not a folder; choose a new folder name.")
+            raise ParameterError("out", str(final), "is a file, not a folder", "choose a new folder name")
         if final.exists() and any(final.iterdir()):
-            raise UsageError(f"--out {final} already exists and is not empty; choose a new folder or remove it.")
+            raise ParameterError("out", str(final), "already exists and is not empty", "choose a new folder or remove it")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
             self.path.chmod(umask_mode(0o777))
         except OSError as exc:
-            raise UsageError(
-                f"cannot write the run folder under {final.parent} ({exc.strerror}); pass a writable --out."
+            raise InputError(
+                f"cannot write the run folder under {final.parent} ({exc.strerror}); pass a writable `out`."
             ) from None
 
     def commit(self) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from profiler.errors import UsageError
+from analyzers.errors import ParameterError
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,9 @@ class Sampling:
 
     def __post_init__(self):
         if self.temperature < 0:
-            raise UsageError(f"--temperature {self.temperature} is negative; use 0 for greedy or a positive value.")
+            raise ParameterError("temperature", self.temperature, "is negative", "use 0 for greedy or a positive value")
         if not 0 < self.top_p <= 1:
-            raise UsageError(f"--top-p {self.top_p} is outside (0, 1]; use a value such as 0.9.")
+            raise ParameterError("top_p", self.top_p, "is outside (0, 1]", "use a value such as 0.9")
 
     @property
     def method(self) -> str:

@@ -1,131 +1,147 @@
-"""One prepared profiling session: checked arguments, a device, a built model.
+"""One prepared profiling session: checked settings, a device, a built model.
 
 Profiling one length (`ttft-profile`) and many lengths (`ttft-profile sweep`)
-share everything up to the model build, which happens once.
+share everything up to the model build, which happens once. Every check that
+can fail in a sentence runs in `prepare`, before anything slow.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
-from profiler.errors import UsageError
+from analyzers.errors import InputError, ParameterError
+from profiler.settings import Settings
+
+_PAGED = "paged"  # paged attention needs a paged KV cache that a prefill profile does not build
 
 
-def _ceilings(device_name: str, device: str, gpu: str | None):
+def attention_implementations() -> list[str]:
+    """Attention implementations transformers offers for a prefill profile."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return sorted({"eager", *(k for k in ALL_ATTENTION_FUNCTIONS.valid_keys() if not k.startswith(_PAGED))})
+
+
+def check_against_config(settings: Settings, config: dict) -> list[str]:
+    """What needs the model's config: the attention kernel and the length limit. Returns warning lines."""
+    known = attention_implementations()
+    if settings.attn not in known:
+        raise ParameterError("attn", settings.attn, "is not an attention implementation transformers knows",
+                             f"use one of {', '.join(known)}")
+    limit = config.get("max_position_embeddings")
+    notices = []
+    for n in settings.seq_lens:
+        if limit and n > int(limit):
+            if not settings.allow_long:
+                raise ParameterError("seq_len", n, f"is above this model's max_position_embeddings ({limit})",
+                                     "use a shorter `seq_len`, or allow_long (--allow-long) to run past it anyway")
+            notices.append(f"warning: length {n} is past max_position_embeddings ({limit}); "
+                           "positions beyond it are outside what the model was trained on.")
+    return notices
+
+
+def _ceilings(settings: Settings, device_name: str, device: str, dtype: str):
     from analyzers.cost import ceilings as ceiling_table
-    from analyzers.cost.hardware import HardwareError
 
-    try:
-        return ceiling_table.choose(device_name, device.startswith("cuda"), gpu)[0]
-    except HardwareError as exc:
-        raise UsageError.from_error(exc) from None
+    chosen = ceiling_table.choose(device_name, device.startswith("cuda"), settings.gpu)[0]
+    if settings.gpu and chosen is not None and not chosen.peak_flops(dtype):
+        have = ", ".join(sorted(chosen.flops_per_s))
+        raise ParameterError("gpu", settings.gpu, f"has no {dtype} peak in the hardware table (it has {have})",
+                             "pick another `dtype` or `gpu`")
+    return chosen
 
 
-def _nvtx_only_recorder(device: str):
-    """Under Nsight Systems CUPTI serves nsys, so torch.profiler stays out entirely."""
-    if device.startswith("cuda"):
-        from profiler.recorders.cuda import EventRangeRecorder
-
-        return EventRangeRecorder(record_function_on=False)
-    from profiler.recorders.host import RangeRecorder
-
-    return RangeRecorder(record_function_on=False)
+def _notices(source, built: int, total: int) -> list[str]:
+    out = []
+    if source.random_weights:
+        where = "built in" if source.kind == "builtin" else source.kind
+        out.append(f"note: {source.name}: no weights found, built from its config ({where}) with random "
+                   "weights; timings hold for dense models, the tokens it produces are meaningless.")
+    if built != total:
+        out.append(f"note: profiling {built} of {total} layers (--layers {built}); the times cover those layers only.")
+    return out
 
 
 @dataclass
 class Session:
-    args: object
-    source: object
-    config: dict
+    settings: Settings
+    source: object  # profiler.catalog.ModelSource
     built_layers: int
     total_layers: int
     device: str
     dtype: str
-    info: object
-    ceilings: object
+    info: object  # profiler.device.DeviceInfo
+    ceilings: object  # analyzers.cost.ceilings.Ceilings or None
     needed_bytes: int
     notices: list[str] = field(default_factory=list)
     model: object = None
 
     @classmethod
-    def prepare(cls, args, seq_lens: list[int], check_args) -> "Session":
+    def prepare(cls, settings: Settings) -> Session:
         """Everything that can fail in a sentence, checked before anything slow runs."""
-        from analyzers.cost.model_spec import ModelSpec, SpecError
+        from analyzers.cost.model_spec import ModelSpec
         from profiler import build as builder
         from profiler import catalog
         from profiler import device as dev
-        from profiler.sampling import Sampling
 
-        source = catalog.resolve(args.model)
-        try:
-            ModelSpec.from_config(source.config)  # names a missing field before anything is built
-        except SpecError as exc:
-            raise UsageError.from_error(exc) from None
-        Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)  # checks the sampling flags
-        notices = check_args(args, source.config, seq_lens)
-        config, built_layers, total_layers = builder.truncated_config(source.config, args.layers)
-        device = dev.resolve_device(args.device)
-        dtype = dev.resolve_dtype(args.dtype, device, config.get("torch_dtype") or config.get("dtype"))
+        source = catalog.resolve(settings.model)
+        ModelSpec.from_config(source.config)  # names a missing field before anything is built
+        notices = check_against_config(settings, source.config)
+        config, built, total = builder.truncated_config(source.config, settings.layers)
+        device = dev.resolve_device(settings.device)
+        dtype = dev.resolve_dtype(settings.dtype, device, config.get("torch_dtype") or config.get("dtype"))
         dev.check_dtype_runs(dtype, device)
         info = dev.describe(device)
-        needed = builder.estimate_bytes(config, max(seq_lens), args.batch, dtype, args.attn)
+        needed = builder.estimate_bytes(config, max(settings.seq_lens), settings.batch, dtype, settings.attn)
         builder.check_fits(needed, info.available_memory_bytes, device)
-        ceilings = _ceilings(info.name, device, args.gpu)
-        if args.gpu and ceilings is not None and not ceilings.peak_flops(dtype):
-            have = ", ".join(sorted(ceilings.flops_per_s))
-            raise UsageError(f"--gpu {args.gpu} has no {dtype} peak in the hardware table (it has {have}); "
-                             "pick another --dtype or --gpu.")
-        if source.random_weights:
-            where = "built in" if source.kind == "builtin" else source.kind
-            notices.append(f"note: {source.name}: no weights found, built from its config ({where}) with random "
-                           "weights; timings hold for dense models, the tokens it produces are meaningless.")
-        if built_layers != total_layers:
-            notices.append(f"note: profiling {built_layers} of {total_layers} layers (--layers {built_layers}); "
-                           "the times cover those layers only.")
-        return cls(args, source, config, built_layers, total_layers, device, dtype, info, ceilings, needed, notices)
+        ceilings = _ceilings(settings, info.name, device, dtype)
+        return cls(settings, source, built, total, device, dtype, info, ceilings, needed,
+                   notices + _notices(source, built, total))
 
     def announce(self) -> None:
+        """Notices go to stderr, so `--json` keeps stdout to JSON alone."""
+        import sys
+
         for line in self.notices:
             print(line, file=sys.stderr)
 
-    def build(self, with_status) -> None:
+    @property
+    def build_message(self) -> str:
+        return (f"building {self.source.name} ({self.built_layers} of {self.total_layers} layers, {self.dtype}) "
+                f"on {self.device}")
+
+    def out_of_memory(self, what: str) -> InputError:
+        return InputError(f"ran out of memory {what}; this run needs roughly {self.needed_bytes / 2**30:.1f} GiB, "
+                          "so profile fewer layers (`layers`) or a shorter `seq_len`.")
+
+    def build(self) -> None:
         from profiler import build as builder
-        from profiler.measure import _is_oom
+        from profiler.errors import is_oom
 
+        s = self.settings
         try:
-            self.model = with_status(
-                f"building {self.source.name} ({self.built_layers} of {self.total_layers} layers, {self.dtype}) "
-                f"on {self.device}", builder.build, self.source, self.args.layers, self.dtype, self.device,
-                self.args.attn)
+            self.model = builder.build(self.source, s.layers, self.dtype, self.device, s.attn)
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
-            raise UsageError(
-                f"ran out of memory building the model; this run needs roughly {self.needed_bytes / 2**30:.1f} GiB, "
-                "so profile fewer layers with --layers K or a shorter --len.") from None
+            raise self.out_of_memory("building the model") from None
 
-    def profile(self, seq_len: int, folder, progress, command: list[str]):
+    def profile(self, seq_len: int, folder, progress=None):
         """One length: timed repeats, and the traced prefill into `folder` unless switched off."""
-        from profiler.measure import profile_prefill
+        from profiler.measure import ModelOrigin, profile_prefill
+        from profiler.recorders import nvtx_only_recorder
         from profiler.sampling import Sampling
 
-        args = self.args
-        sampling = Sampling(temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-        recorder = _nvtx_only_recorder(self.device) if args.nvtx_only else None
+        s = self.settings
+        origin = ModelOrigin(name=self.source.name, source=self.source.kind, origin=self.source.origin,
+                             random_weights=self.source.random_weights, layers_total=self.total_layers,
+                             config=self.source.config, notices=tuple(self.notices), command=s.command,
+                             ceilings=self.ceilings.to_dict() if self.ceilings else None)
         try:
             return profile_prefill(
-                self.model, seq_len, batch=args.batch, warmup=args.warmup, repeat=args.repeat,
-                sampling=sampling, seed=args.seed, progress=progress,
-                trace_dir=None if (args.no_trace or args.nvtx_only) else str(folder), recorder=recorder,
-                telemetry_interval_ms=args.nvml_interval_ms,
-                meta=dict(model=self.source.name, model_source=self.source.kind, model_origin=self.source.origin,
-                          random_weights=self.source.random_weights, layers_built=self.built_layers,
-                          layers_total=self.total_layers, device_name=self.info.name, config=self.source.config,
-                          notices=list(self.notices), command=command,
-                          ceilings=self.ceilings.to_dict() if self.ceilings else None),
-            )
+                self.model, seq_len, batch=s.batch, warmup=s.warmup, repeat=s.repeat,
+                sampling=Sampling(temperature=s.temperature, top_p=s.top_p, seed=s.seed), seed=s.seed,
+                progress=progress, trace_dir=str(folder) if s.keeps_trace else None,
+                recorder=nvtx_only_recorder(self.device) if s.nvtx_only else None,
+                telemetry_interval_ms=s.telemetry_interval_ms, origin=origin)
         except MemoryError as exc:
-            raise UsageError(
-                f"ran out of memory ({exc}); this run needs roughly {self.needed_bytes / 2**30:.1f} GiB, "
-                "so profile fewer layers with --layers K or a shorter --len."
-            ) from None
+            raise self.out_of_memory(f"({exc})") from None

@@ -10,6 +10,7 @@ import pytest
 from analyzers import RunFormatError, breakdown, load_run, ttft_stats
 from analyzers.breakdown import nearest_rank_index
 from analyzers.run import Run
+from analyzers.store import save_run
 from tests.conftest import python_without_torch
 
 
@@ -81,7 +82,7 @@ def test_stats_report_p90_only_from_ten_repeats():
 def test_save_and_load_round_trip(tmp_path):
     ms = 1_000_000
     run = make_run([30 * ms, 20 * ms, 25 * ms], [row(i, "mlp", 10 * ms, layer=0) for i in range(3)])
-    run.save(tmp_path / "r")
+    save_run(run, tmp_path / "r")
     again = load_run(tmp_path / "r")
     assert again.ttft_ns == run.ttft_ns and again.component_ns == run.component_ns
     csv = pd.read_csv(tmp_path / "r" / "breakdown.csv").set_index("component")
@@ -103,11 +104,11 @@ def test_load_rejects_what_is_not_a_run(tmp_path):
 
 def test_analyzers_work_without_torch(tmp_path):
     ms = 1_000_000
-    make_run([10 * ms], [row(0, "mlp", 4 * ms)]).save(tmp_path / "r")
+    save_run(make_run([10 * ms], [row(0, "mlp", 4 * ms)]), tmp_path / "r")
     code = (
         "import analyzers, json\n"
         f"run = analyzers.load_run({str(tmp_path / 'r')!r})\n"
-        "print(json.dumps(run.breakdown().set_index('component')['ms'].to_dict()))\n"
+        "print(json.dumps(analyzers.breakdown(run).set_index('component')['ms'].to_dict()))\n"
     )
     out = python_without_torch(code)
     assert out.returncode == 0, out.stderr

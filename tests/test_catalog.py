@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from analyzers.errors import InputError as UsageError
 from profiler.build import estimate_bytes, truncated_config
 from profiler.catalog import builtin_names, resolve
-from profiler.errors import UsageError
 
 REQUIRED = ["Qwen/Qwen3-8B", "meta-llama/Llama-2-7b-hf", "meta-llama/Meta-Llama-3-8B", "Qwen/Qwen2.5-7B",
             "mistralai/Mistral-7B-v0.1"]

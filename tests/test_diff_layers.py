@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from analyzers.breakdown import breakdown
 from analyzers.diff import diff_runs, diff_warnings
 from analyzers.layers import full_model_ttft_ms, layer_extrapolation, layer_spread
 from analyzers.run import Run
@@ -44,7 +45,7 @@ def layered_run() -> Run:
 
 
 def test_layer_extrapolation_two_of_eight_by_hand():
-    table = layer_extrapolation(layered_run()).set_index("component")
+    table = layer_extrapolation(layered_run(), breakdown(layered_run())).set_index("component")
     # median repeat: embedding 2, rope 1 + 0.5 + 0.5, attention 3 + 5, mlp 4 + 4, lm_head 6,
     # other = 40 − 26 = 14; factor 8 / 2 = 4 on the per-layer part only
     expected = {"embedding": (2, 2), "rope": (2, 1 + 1 * 4), "attention": (8, 32), "mlp": (8, 32),
@@ -85,14 +86,14 @@ def test_layer_spread_of_one_layer_has_no_cv():
 
 def test_all_layers_built_estimates_the_measurement():
     run = dataclasses.replace(layered_run(), layers_total=2)
-    table = layer_extrapolation(run).set_index("component")
+    table = layer_extrapolation(run, breakdown(run)).set_index("component")
     assert table["estimate_ms"].tolist() == pytest.approx(table["measured_ms"].tolist())
     assert table.loc["ttft", "estimate"].startswith("measured")
 
 
 def test_layer_counts_must_be_recorded():
     with pytest.raises(ValueError, match="layers_built / layers_total"):
-        layer_extrapolation(dataclasses.replace(layered_run(), layers_built=0, layers_total=0))
+        layer_extrapolation(dataclasses.replace(layered_run(), layers_built=0, layers_total=0), breakdown(dataclasses.replace(layered_run(), layers_built=0, layers_total=0)))
     with pytest.raises(ValueError, match="edited or is corrupt"):
         full_model_ttft_ms(dataclasses.replace(layered_run(), layers_built=9))
 

@@ -57,12 +57,12 @@ def test_events_are_reused_across_repeats():
 def test_device_phase_marks_are_placed_on_the_host_clock(monkeypatch):
     import torch
 
-    from profiler import measure
+    from profiler import prefill
 
     # device reaches: start 0 ms, h2d end 0.5 ms, forward end 7 ms, sampling end 7.25 ms
     clock = FakeClock(0.0, 0.5, 7.0, 7.25)
     monkeypatch.setattr(torch.cuda, "Event", lambda enable_timing=True: clock.new_event())
-    marks = measure._DeviceMarks()
+    marks = prefill.DeviceMarks()
     t0 = marks.start()
     for _ in range(3):
         marks.mark()

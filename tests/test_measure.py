@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from analyzers import breakdown
+from analyzers.errors import InputError as UsageError
 from profiler import profile_prefill
-from profiler.errors import UsageError
 from profiler.sampling import Sampling
 
 
@@ -19,7 +20,7 @@ def test_rows_add_up_to_each_measured_ttft(tiny_model):
     for repeat, ttft in enumerate(run.ttft_ns):
         claimed = sum(r["ns"] for r in run.component_ns if r["repeat"] == repeat)
         assert 0 < claimed <= ttft  # other = ttft - claimed is never negative
-    table = run.breakdown()
+    table = breakdown(run)
     p50 = sorted(run.ttft_ns)[1] / 1e6
     assert table["ms"].sum() == pytest.approx(p50, rel=1e-9)
     assert {"h2d", "sampling", "d2h", "attention", "mlp"} <= set(run.components_present)
@@ -35,7 +36,7 @@ def test_batch_and_seq_len_are_recorded(tiny_model):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"seq_len": 0}, "at least 1"),
-    ({"repeat": 0}, "--repeat 0"),
+    ({"repeat": 0}, "repeat 0"),
     ({"warmup": -1}, "negative"),
     ({"batch": 0}, "batch 0"),
 ])

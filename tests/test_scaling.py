@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzers.lengths import parse_lengths
 from analyzers.scaling import (
     Fit,
     crossover,
@@ -15,7 +16,6 @@ from analyzers.scaling import (
     fit_components,
     fit_sweep,
     linear_drift,
-    parse_lengths,
 )
 
 LENGTHS = [512, 1024, 2048, 4096, 8192, 16384, 32768]

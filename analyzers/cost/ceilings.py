@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from analyzers import atomic
+from analyzers.vocabulary import dtype_name
 
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Ceilings:
     details: dict = field(default_factory=dict)
 
     def peak_flops(self, dtype: str) -> float | None:
-        return self.flops_per_s.get(DTYPE_ALIASES.get(dtype, dtype))
+        return self.flops_per_s.get(dtype_name(dtype) or dtype)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +78,7 @@ def save_calibrated(ceilings: Ceilings) -> Path:
 
 def from_datasheet(spec, device_name: str | None = None) -> Ceilings:
     """Ceilings from a hardware-table row (analyzers.cost.hardware.HardwareSpec)."""
-    flops = {DTYPE_ALIASES.get(k, k): v * 1e12 for k, v in spec.peak_tflops.items()}
+    flops = {dtype_name(k) or k: v * 1e12 for k, v in spec.peak_tflops.items()}
     return Ceilings(device_name or spec.name, flops, spec.bandwidth_gbs * 1e9,
                     f"datasheet: {spec.name}", {"key": spec.key, "boost_clock_mhz": spec.boost_clock_mhz})
 

@@ -24,6 +24,7 @@ from typing import Literal
 import pandas as pd
 
 from analyzers.cost.model_spec import ModelSpec
+from analyzers.errors import InputError
 
 Logits = Literal["last", "all"]
 
@@ -32,6 +33,8 @@ COST_COMPONENTS: tuple[str, ...] = (
     "o_proj", "mlp", "residual", "lm_head", "sampling",
 )
 COLUMNS = ("component", "flops", "flops_executed", "bytes", "calls")
+# Attention implementations `executed_pairs` knows how to count.
+ATTENTION_KINDS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 
 NORM_FLOPS_PER_ELEMENT = 4  # RMSNorm: square, sum, scale by rsqrt, scale by weight
 ROPE_FLOPS_PER_ELEMENT = 3  # x·cos + rotate_half(x)·sin
@@ -151,11 +154,11 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
     """
     count = spec.layers if layers is None else layers
     if not 1 <= count <= spec.layers:
-        raise ValueError(f"layers {layers} is outside 1..{spec.layers} for this model; pick a value in that range.")
+        raise InputError(f"layers {layers} is outside 1..{spec.layers} for this model; pick a value in that range.")
     if seq_len < 1 or batch < 1 or dtype_bytes < 1:
-        raise ValueError(f"seq_len {seq_len}, batch {batch} and dtype_bytes {dtype_bytes} must all be at least 1.")
+        raise InputError(f"seq_len {seq_len}, batch {batch} and dtype_bytes {dtype_bytes} must all be at least 1.")
     if logits not in ("last", "all"):
-        raise ValueError(f"logits {logits!r} is neither 'last' nor 'all'.")
+        raise InputError(f"logits {logits!r} is neither 'last' nor 'all'.")
     e, lb = dtype_bytes, logits_bytes or dtype_bytes
     n, b, tokens = seq_len, batch, batch * seq_len
     d, h, heads, kv = spec.hidden, spec.head_dim, spec.heads, spec.kv_heads

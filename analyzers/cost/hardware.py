@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from analyzers.errors import InputError
+
 GPUS_PATH = Path(__file__).parents[1] / "data" / "gpus.json"
 
 
-class HardwareError(ValueError):
+class HardwareError(InputError):
     """A question the hardware table cannot answer; the message says what it does know."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from analyzers.errors import InputError
+
 FULL, SLIDING = "full_attention", "sliding_attention"
 
 # model_type -> how q/k are normalised: "head" (one RMSNorm of h weights shared by
@@ -42,7 +44,7 @@ WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3", "qwen2_moe", "qwen3_moe"})
 WINDOW_DEFAULT: dict[str, int] = {m: 4096 for m in ("mistral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "gemma2")}
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A config that lacks, or contradicts, a fact the cost model needs."""
 
 

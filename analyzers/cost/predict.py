@@ -8,12 +8,29 @@ an estimate of what to expect.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping
 
 import pandas as pd
 
 from analyzers.cost.ceilings import Ceilings
-from analyzers.cost.roofline import BYTES_PER_ELEMENT, roofline, ttft_floor_ms
+from analyzers.cost.roofline import roofline, ttft_floor_ms
+from analyzers.errors import InputError
+from analyzers.vocabulary import dtype_bytes
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A floor (and estimate) per component for one model, length and GPU: what `predict` shows."""
+
+    model: str
+    seq_len: int
+    batch: int
+    dtype: str
+    gpu_key: str
+    gpu_name: str
+    table: pd.DataFrame
+    totals: dict
 
 
 def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: int = 1, attn: str = "sdpa",
@@ -23,7 +40,7 @@ def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: i
     from analyzers.cost.model_spec import ModelSpec
 
     spec = ModelSpec.from_config(config)
-    costs = component_costs(spec, seq_len, batch=batch, dtype_bytes=BYTES_PER_ELEMENT.get(dtype, 2), attn=attn)
+    costs = component_costs(spec, seq_len, batch=batch, dtype_bytes=dtype_bytes(dtype), attn=attn)
     table = roofline(costs, ceilings, dtype).drop(columns=["measured_ms", "efficiency", "headroom_ms"])
     floor = ttft_floor_ms(table)
     table["share_of_floor"] = table["floor_ms"] / floor if floor else 0.0
@@ -42,12 +59,10 @@ def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: i
     return table, totals
 
 
-def efficiencies_from_run(run) -> dict[str, float]:
-    """Measured efficiency per component of a saved run (its roofline), to scale a prediction."""
-    from analyzers.cost.roofline import run_roofline
-
-    table = run_roofline(run)
+def efficiencies_from_run(run, roof: pd.DataFrame | None) -> dict[str, float]:
+    """Measured efficiency per component of a saved run (its roofline, `RunTables.roofline`), to scale a prediction."""
+    table = roof
     if table is None:
-        raise ValueError(f"the run in {run.path} recorded no ceilings, so it has no efficiencies; "
+        raise InputError(f"the run in {run.path} recorded no ceilings, so it has no efficiencies; "
                          "calibrate the device it ran on and profile it again.")
     return dict(zip(table["component"], table["efficiency"], strict=True))

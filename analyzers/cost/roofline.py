@@ -12,13 +12,14 @@ from typing import Mapping
 import pandas as pd
 
 from analyzers.cost.ceilings import Ceilings
+from analyzers.errors import InputError
+from analyzers.vocabulary import dtype_bytes
 
 ROOFLINE_COLUMNS = ["component", "flops", "flops_executed", "bytes", "intensity", "compute_floor_ms",
                     "memory_floor_ms", "floor_ms", "bound", "measured_ms", "efficiency", "headroom_ms"]
-BYTES_PER_ELEMENT = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1, "float8": 1}
 
 
-class RooflineError(ValueError):
+class RooflineError(InputError):
     """A roofline that cannot be drawn: a ceiling without a peak for the dtype, say."""
 
 
@@ -61,7 +62,7 @@ def run_costs(run) -> pd.DataFrame:
     from analyzers.cost.model_spec import ModelSpec
 
     spec = ModelSpec.from_config(run.config)
-    return component_costs(spec, run.seq_len, batch=run.batch, dtype_bytes=BYTES_PER_ELEMENT.get(run.dtype, 2),
+    return component_costs(spec, run.seq_len, batch=run.batch, dtype_bytes=dtype_bytes(run.dtype),
                            attn=run.attn, logits=run.logits_kept, layers=run.layers_built or None)
 
 
@@ -96,15 +97,12 @@ def effective_ceilings(run) -> tuple[Ceilings, str | None]:
                     f"({100 * scale:.0f}%; {why})")
 
 
-def run_roofline(run) -> pd.DataFrame | None:
-    """The roofline of a saved run, or None when the run recorded no ceilings."""
-    if not run.ceilings:
-        return None
-    from analyzers.breakdown import breakdown
-
-    measured = breakdown(run).set_index("component")["ms"].to_dict()
-    ceilings, _note = effective_ceilings(run)
-    return roofline(run_costs(run), ceilings, run.dtype, measured)
+def run_roofline(run, breakdown: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The roofline of a run that recorded ceilings, against its breakdown's measured ms;
+    and a line saying how the ceilings were adjusted, if they were."""
+    measured = breakdown.set_index("component")["ms"].to_dict()
+    ceilings, note = effective_ceilings(run)
+    return roofline(run_costs(run), ceilings, run.dtype, measured), note
 
 
 def ttft_floor_ms(table: pd.DataFrame) -> float:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from analyzers import atomic
+from analyzers.cost.roofline import effective_ceilings
+from analyzers.errors import InputError
 from analyzers.render import figures
-from analyzers.breakdown import breakdown, layer_breakdown, ttft_stats
-from analyzers.run import Run, RunFormatError, load_run
+from analyzers.run import load_run
+from analyzers.scaling import fit_components
+from analyzers.sweep import load_sweep
+from analyzers.tables import RunTables, compute_tables
+from analyzers.vocabulary import REMAINDERS, TOTAL
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#212121}
@@ -28,7 +32,7 @@ details{margin:.3rem 0 1rem}summary{cursor:pointer;color:#1565c0;font-size:.85re
 """
 
 
-class ReportError(ValueError):
+class ReportError(InputError):
     """A folder that is neither a run nor a sweep, or one with files missing."""
 
 
@@ -57,24 +61,17 @@ def _section(title: str, uri: str | None, data: pd.DataFrame | None, caption: st
     return "\n".join(parts)
 
 
-def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
-    table = breakdown(run)
-    stats = ttft_stats(run)
+def _run_sections(tables: RunTables, folder: Path, prefix: str = "") -> list[str]:
+    run, stats = tables.run, tables.stats
     out = []
-    uri, data = _figure(folder, f"{prefix}components", figures.waterfall_data(table), figures.waterfall,
+    uri, data = _figure(folder, f"{prefix}components", figures.waterfall_data(tables.breakdown), figures.waterfall,
                         f"{run.model} · n={run.seq_len} · TTFT p50 {stats['p50_ms']:,.2f} ms")
     out.append(_section("TTFT by component", uri, data,
                         "Exclusive time of the median repeat; the bars end at the measured TTFT."))
-    from analyzers.cost.roofline import run_roofline
-
-    try:
-        roof = run_roofline(run)
-    except ValueError as exc:
-        roof = None
-        out.append(f"<p class='note'>no roofline: {html.escape(str(exc))}</p>")
+    roof = tables.roofline
+    if roof is None and run.ceilings:
+        out.append(f"<p class='note'>{html.escape(tables.roofline_note or '')}</p>")
     if roof is not None:
-        from analyzers.cost.roofline import effective_ceilings
-
         ceilings, _note = effective_ceilings(run)  # the roofs the table used, clock-scaled where measured
         peak = ceilings.peak_flops(run.dtype) or max(ceilings.flops_per_s.values())
         uri, data = _figure(folder, f"{prefix}roofline", figures.roofline_data(roof), figures.roofline_chart,
@@ -83,24 +80,20 @@ def _run_sections(run: Run, folder: Path, prefix: str = "") -> list[str]:
                             "efficiency (floor / measured)."))
         out.append(_table(roof[["component", "flops", "bytes", "intensity", "bound", "floor_ms", "measured_ms",
                                 "efficiency", "headroom_ms"]]))
-    layers = figures.heatmap_data(layer_breakdown(run))
+    layers = figures.heatmap_data(tables.layers)
     if layers.shape[1] > 0:
         uri, data = _figure(folder, f"{prefix}layers", layers, figures.heatmap, "ms per component and layer")
         out.append(_section("Per-layer heatmap", uri, data, "A layer that costs more than its neighbours shows as "
                             "a brighter cell.", index=True))
-    if run.layers_total and run.layers_built < run.layers_total:
-        from analyzers.layers import layer_extrapolation
-
+    if tables.extrapolation is not None:
         out.append(_section(f"Full-model estimate ({run.layers_built} of {run.layers_total} layers measured)",
                             None, None, "Per-layer components scaled by L/K, the rest unchanged: an estimate."))
-        out.append(_table(layer_extrapolation(run)))
+        out.append(_table(tables.extrapolation))
     return out
 
 
 def _shown(table: pd.DataFrame) -> pd.DataFrame:
     """The breakdown without the remainder row this run's clock does not use (other or host_gap)."""
-    from analyzers.vocabulary import REMAINDERS
-
     return table[table["present"] | ~table["component"].isin(REMAINDERS)]
 
 
@@ -110,33 +103,31 @@ def _head(title: str) -> str:
 
 
 def _run_report(folder: Path) -> str:
-    run = load_run(folder)
-    stats = ttft_stats(run)
+    tables = compute_tables(load_run(folder))
+    run, stats = tables.run, tables.stats
     figs = folder / "figures"
     figs.mkdir(exist_ok=True)
     body = [_head(f"TTFT of {run.model} at {run.seq_len:,} tokens"),
             f"<p>{html.escape(run.device_name)} · {run.dtype} · attn={html.escape(run.attn)} · TTFT p50 "
             f"{stats['p50_ms']:,.3f} ms (min {stats['min_ms']:,.3f}, max {stats['max_ms']:,.3f}, "
             f"{stats['repeats']} repeats) · cold {stats['cold_ms']:,.3f} ms</p>",
-            _table(_shown(breakdown(run))), *_run_sections(run, figs)]
+            _table(_shown(tables.breakdown)), *_run_sections(tables, figs)]
     return "\n".join(body) + "</body></html>\n"
 
 
 def _sweep_report(folder: Path) -> str:
-    from analyzers.scaling import fit_components
-
-    summary = json.loads((folder / "sweep.json").read_text())
-    table = pd.read_csv(folder / "sweep.csv")
+    sweep = load_sweep(folder)
+    summary, table = sweep.summary, sweep.table
     figs = folder / "figures"
     figs.mkdir(exist_ok=True)
-    fits = fit_components(table[table["component"] != "ttft"])
+    fits = fit_components(table[table["component"] != TOTAL])
     cross = summary.get("crossover_attention_over_mlp")
     body = [_head(f"TTFT of {summary.get('model', '')} from {table['seq_len'].min():,} to "
                   f"{table['seq_len'].max():,} tokens")]
     uri, data = _figure(folder / "figures", "stacked", figures.stacked_data(table), figures.stacked_bars,
                         "TTFT by component and length")
     body.append(_section("TTFT by component and length", uri, data, "Median repeat at each length.", index=True))
-    scaling = table[table["component"] != "ttft"].reset_index(drop=True)
+    scaling = table[table["component"] != TOTAL].reset_index(drop=True)
     uri, _ = _figure(figs, "scaling", scaling, figures.scaling_chart, fits, cross, "time against prompt length")
     note = (f"Attention overtakes the MLP at about {cross:,.0f} tokens." if cross else
             "Attention does not overtake the MLP within the fitted range.")
@@ -152,7 +143,7 @@ def _sweep_report(folder: Path) -> str:
     body.append("<h2>How far TTFT = k·n + C drifts</h2>" + _table(pd.DataFrame(summary["linear_ttft_drift"])))
     longest = folder / summary["runs"][-1]
     body.append(f"<h2>Longest run: {html.escape(summary['runs'][-1])}</h2>")
-    body += _run_sections(load_run(longest), figs, prefix=f"{summary['runs'][-1]}-")
+    body += _run_sections(compute_tables(load_run(longest)), figs, prefix=f"{summary['runs'][-1]}-")
     return "\n".join(body) + "</body></html>\n"
 
 
@@ -168,7 +159,7 @@ def write_report(path: str | Path) -> Path:
             page = _run_report(folder)
         else:
             raise ReportError(f"{folder} holds neither run.json nor sweep.json, so it is not a run or a sweep folder.")
-    except (RunFormatError, OSError, KeyError, ValueError) as exc:
+    except (InputError, OSError, KeyError, ValueError) as exc:
         if isinstance(exc, ReportError):
             raise
         raise ReportError(f"{folder} could not be read whole ({str(exc).rstrip('.')}); "

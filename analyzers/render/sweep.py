@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import math
 
+from analyzers.sweep import Sweep
+from analyzers.vocabulary import TOTAL
+
 MAIN = ("attention", "mlp", "qkv_proj", "o_proj", "lm_head")
 
 
-def render_sweep(table, summary: dict, path: str, console) -> None:
+def render_sweep(sweep: Sweep, console) -> None:
+    """TTFT and its big parts per length, the fits, the crossover and the extrapolation."""
     from rich.table import Table
+
+    table, summary, path = sweep.table, sweep.summary, sweep.path
 
     wide = table.pivot_table(index="seq_len", columns="component", values="ms", aggfunc="sum")
     grid = Table(title=f"{summary.get('model', '')} sweep", title_justify="left", pad_edge=False)
@@ -18,8 +24,8 @@ def render_sweep(table, summary: dict, path: str, console) -> None:
         grid.add_column(f"{component} ms", justify="right")
     grid.add_column("attention share", justify="right")
     for n, row in wide.iterrows():
-        share = row.get("attention", math.nan) / row["ttft"] if row["ttft"] else math.nan
-        grid.add_row(f"{n:,}", f"{row['ttft']:,.2f}", *[f"{row[c]:,.2f}" for c in shown], f"{100 * share:.1f}%")
+        share = row.get("attention", math.nan) / row[TOTAL] if row[TOTAL] else math.nan
+        grid.add_row(f"{n:,}", f"{row[TOTAL]:,.2f}", *[f"{row[c]:,.2f}" for c in shown], f"{100 * share:.1f}%")
     console.print(grid)
     fits = Table(title="fits: ms = c0 + c1·n (+ c2·n² for attention)", title_justify="left", pad_edge=False)
     for column in ("component", "fit", "c0", "c1", "c2", "R²", "max |residual| ms"):
@@ -42,4 +48,9 @@ def render_sweep(table, summary: dict, path: str, console) -> None:
         spread = "± unknown (a fit with no spare points)" if err is None or err != err else f"± {err:,.1f}"
         console.print(f"extrapolated TTFT at {row['seq_len']:,} tokens: {row['ms']:,.1f} {spread} ms "
                       "(sum of the component fits; an extrapolation, not a measurement)")
-    console.print(f"sweep folder: {path}")
+    console.print(f"sweep folder: {path}", markup=False)
+
+
+def sweep_json(sweep: Sweep) -> dict:
+    """What `sweep --json` and `analyze SWEEP --json` print: the summary and where it lives."""
+    return {**sweep.summary, "sweep_dir": sweep.path}

@@ -1,55 +1,15 @@
-"""Turn a Run into what people read: a rich table, or a JSON summary for machines."""
+"""A run on the terminal: the breakdown table and the lines beneath it.
+
+Every number comes from `RunTables` (analyzers.tables); nothing here
+computes what the analysis knows, it only lays it out.
+"""
 from __future__ import annotations
 
-import math
+from analyzers.render.fmt import finite, ms, num
+from analyzers.tables import RunTables
+from analyzers.vocabulary import PHASES, REMAINDERS
 
-from analyzers.breakdown import breakdown, ttft_stats
-from analyzers.vocabulary import REMAINDERS
-from analyzers.render.roofline import roofline_columns
-from analyzers.cost.roofline import ttft_floor_ms
-from analyzers.run import Run
-
-
-def headline(run: Run) -> str:
-    parts = [run.model]
-    if run.random_weights:
-        parts.append("random weights")
-    if run.layers_total and run.layers_built != run.layers_total:
-        parts.append(f"{run.layers_built} of {run.layers_total} layers")
-    return ", ".join(parts)
-
-
-def summary(run: Run) -> dict:
-    """The machine-readable result of `--json`: stable keys, ms units."""
-    table = breakdown(run)
-    components = []
-    for row in table.to_dict("records"):
-        row["ms_per_layer"] = None if math.isnan(row["ms_per_layer"]) else row["ms_per_layer"]
-        components.append(row)
-    roof, _note = _roofline(run)
-    return {
-        "roofline": None if roof is None else roof.to_dict("records"),
-        "ttft_floor_ms": None if roof is None else ttft_floor_ms(roof),
-        "ceilings": run.ceilings,
-        "telemetry": {k: v for k, v in (run.telemetry or {}).items() if k != "attributed"} or None,
-        "model": run.model,
-        "random_weights": run.random_weights,
-        "layers_built": run.layers_built,
-        "layers_total": run.layers_total,
-        "seq_len": run.seq_len,
-        "batch": run.batch,
-        "dtype": run.dtype,
-        "device": run.device,
-        "device_name": run.device_name,
-        "attn": run.attn,
-        "logits_kept": run.logits_kept,
-        "sampling": run.sampling,
-        "ttft": ttft_stats(run),
-        "components": components,
-        "notices": run.notices,
-        "run_dir": run.path,
-    }
-
+ROOFLINE_CELLS = ("GFLOP", "MB", "FLOP/B", "bound", "floor ms", "eff", "headroom ms")
 
 # How each telemetry metric reads in a sentence: (label, scale, unit, digits)
 METRIC_FORMAT = {
@@ -62,135 +22,140 @@ METRIC_FORMAT = {
 }
 
 
-def telemetry_lines(run: Run) -> list[str]:
+def headline(run) -> str:
+    parts = [run.model]
+    if run.random_weights:
+        parts.append("random weights")
+    if run.layers_total and run.layers_built != run.layers_total:
+        parts.append(f"{run.layers_built} of {run.layers_total} layers")
+    return ", ".join(parts)
+
+
+def roofline_cells(roof) -> dict[str, dict[str, str]]:
+    """Per component, the cells the breakdown table adds from the roofline."""
+    cells = {}
+    for row in roof.itertuples(index=False):
+        cells[row.component] = {
+            "GFLOP": num(row.flops / 1e9), "MB": num(row.bytes / 1e6), "FLOP/B": num(row.intensity),
+            "bound": row.bound[:3], "floor ms": num(row.floor_ms),
+            "eff": f"{100 * row.efficiency:.0f}%" if finite(row.efficiency) else "",
+            "headroom ms": num(row.headroom_ms),
+        }
+    return cells
+
+
+def _grid(tables: RunTables):
+    """The empty table with its columns and footers."""
+    from rich.table import Table
+
+    grid = Table(show_footer=True, pad_edge=False)
+    grid.add_column("component", footer="TTFT (p50)")
+    grid.add_column("ms", justify="right", footer=ms(tables.stats["p50_ms"]))
+    grid.add_column("share", justify="right", footer="100.0%")
+    for name in ("calls", "ms/layer", "min–max ms"):
+        grid.add_column(name, justify="right")
+    if tables.extrapolation is not None:
+        grid.add_column(f"est. {tables.run.layers_total} layers", justify="right",
+                        footer=ms(tables.extrapolation.set_index("component").loc["ttft", "estimate_ms"]))
+    if tables.roofline is not None:
+        for name in ROOFLINE_CELLS:
+            grid.add_column(name, justify="left" if name == "bound" else "right",
+                            footer=ms(tables.floor_ms) if name == "floor ms" else "")
+    return grid
+
+
+def _rows(tables: RunTables, grid) -> None:
+    estimate = None if tables.extrapolation is None else tables.extrapolation.set_index("component")
+    extra = roofline_cells(tables.roofline) if tables.roofline is not None else {}
+    extra_names = ROOFLINE_CELLS if extra else ()
+    for row in tables.breakdown.itertuples():
+        est = [] if estimate is None else [ms(estimate.loc[row.component, "estimate_ms"])
+                                           if row.component in estimate.index else ""]
+        if not row.present:
+            if row.component not in REMAINDERS:
+                grid.add_row(row.component, "absent", *[""] * (4 + len(est) + len(extra_names)), style="dim")
+            continue
+        per_layer = ms(row.ms_per_layer) if finite(row.ms_per_layer) else ""
+        more = est + [extra.get(row.component, {}).get(name, "") for name in extra_names]
+        grid.add_row(row.component, ms(row.ms), f"{100 * row.share:.1f}%", str(row.calls) if row.calls else "",
+                     per_layer, f"{ms(row.ms_min)}–{ms(row.ms_max)}", *more)
+
+
+def telemetry_lines(telemetry: dict | None) -> list[str]:
     """The sampling window, then each phase's averages, or why a phase has none."""
-    t = run.telemetry
+    t = telemetry
     if not t:
         return []
-    lines = [f"telemetry ({'NVML' if t['kind'] == 'nvml' else 'process CPU and memory'}, every "
+    lines = [f"telemetry ({'NVML' if t.get('kind') == 'nvml' else 'process CPU and memory'}, every "
              f"{t['interval_ms']:g} ms): {t['samples']} samples over {t['window_ms']:,.0f} ms"]
     if t.get("warning"):
         lines.append(f"warning: {t['warning']}")
     short = []
-    for phase in ("h2d", "forward", "sampling", "d2h"):
-        rows = [r for r in t.get("attributed", []) if r["group"] == "phase" and r["name"] == phase]
-        values = [r for r in rows if r["value"] == r["value"] and r["metric"] in METRIC_FORMAT]
+    for phase in PHASES:
+        rows = [r for r in t.get("attributed", []) if r.get("group") == "phase" and r.get("name") == phase]
+        values = [r for r in rows if finite(r.get("value")) and r.get("metric") in METRIC_FORMAT]
         if values:
             parts = []
             for r in values:
                 label, scale, unit, digits = METRIC_FORMAT[r["metric"]]
                 parts.append(f"{label} {r['value'] * scale:,.{digits}f}{unit}")
             lines.append(f"  {phase}: " + ", ".join(parts) + f" ({values[0]['samples']} samples)")
-        elif rows:
+        elif rows and finite(rows[0].get("covered_ms")):
             short.append(f"{phase} {rows[0]['covered_ms']:.3g} ms")
     if short:
         lines.append(f"  too short to sample at {t['interval_ms']:g} ms (fewer than 3 samples): {', '.join(short)}")
     return lines
 
 
-def _layer_estimate(run: Run):
-    """Full-model estimate per component when only K of L layers were built, else None."""
-    if not run.layers_total or run.layers_built >= run.layers_total:
-        return None
-    from analyzers.layers import layer_extrapolation
-
-    try:
-        return layer_extrapolation(run).set_index("component")
-    except ValueError:
-        return None
-
-
-def layer_lines(run: Run, estimate) -> list[str]:
+def layer_lines(tables: RunTables) -> list[str]:
     """Label the estimate as one, and show whether the K measured layers cost about the same."""
-    from analyzers.layers import layer_spread
-
+    run, estimate = tables.run, tables.extrapolation.set_index("component")
     k, total = run.layers_built, run.layers_total
-    lines = [f"estimate for all {total} layers: {_ms(estimate.loc['ttft', 'estimate_ms'])} ms "
+    lines = [f"estimate for all {total} layers: {ms(estimate.loc['ttft', 'estimate_ms'])} ms "
              f"(an estimate, not a measurement: per-layer components x {total}/{k}, the rest unchanged)"]
-    spread = layer_spread(run)
-    parts = []
-    for row in spread.itertuples(index=False):
-        if row.component in ("attention", "mlp", "qkv_proj") and row.layers > 1:
-            parts.append(f"{row.component} {_ms(row.min_ms)}–{_ms(row.max_ms)} ms (cv {100 * row.cv:.0f}%)")
+    parts = [f"{row.component} {ms(row.min_ms)}–{ms(row.max_ms)} ms (cv {100 * row.cv:.0f}%)"
+             for row in tables.spread.itertuples(index=False)
+             if row.component in ("attention", "mlp", "qkv_proj") and row.layers > 1]
     if parts:
         lines.append(f"  the {k} measured layers: " + ", ".join(parts))
     return lines
 
 
-def _roofline(run: Run):
-    """(roofline table or None, a line saying why there is none)."""
-    if not run.ceilings:
-        return None, "no roofline: no ceilings for this device; run `ttft-profile calibrate` once, or pass --gpu NAME"
-    from analyzers.cost.roofline import effective_ceilings, run_roofline
-
-    try:
-        return run_roofline(run), effective_ceilings(run)[1]
-    except ValueError as exc:
-        return None, f"no roofline: {exc}"
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.3f}" if value < 10 else f"{value:,.2f}" if value < 1000 else f"{value:,.0f}"
-
-
-def render_table(run: Run, console) -> None:
-    """Print the breakdown with rich; rows sum to the TTFT line beneath them."""
-    from rich.table import Table
-
-    stats = ttft_stats(run)
-    table = breakdown(run)
-    console.print(f"[bold]{headline(run)}[/] · n={run.seq_len} b={run.batch} · {run.dtype} · attn={run.attn}")
-    console.print(f"{run.device}: {run.device_name}")
-    grid = Table(show_footer=True, pad_edge=False)
-    grid.add_column("component", footer="TTFT (p50)")
-    grid.add_column("ms", justify="right", footer=_ms(stats["p50_ms"]))
-    grid.add_column("share", justify="right", footer="100.0%")
-    grid.add_column("calls", justify="right")
-    grid.add_column("ms/layer", justify="right")
-    grid.add_column("min–max ms", justify="right")
-    estimate = _layer_estimate(run)
-    if estimate is not None:
-        grid.add_column(f"est. {run.layers_total} layers", justify="right",
-                        footer=_ms(estimate.loc["ttft", "estimate_ms"]))
-    roof, roof_note = _roofline(run)
-    extra = roofline_columns(roof) if roof is not None else {}
-    extra_names = ["GFLOP", "MB", "FLOP/B", "bound", "floor ms", "eff", "headroom ms"] if extra else []
-    for name in extra_names:
-        footer = _ms(ttft_floor_ms(roof)) if name == "floor ms" else ""
-        grid.add_column(name, justify="left" if name == "bound" else "right", footer=footer)
-    for row in table.itertuples():
-        est_cells = []
-        if estimate is not None:
-            est_cells = [_ms(estimate.loc[row.component, "estimate_ms"]) if row.component in estimate.index else ""]
-        if not row.present:
-            if row.component in REMAINDERS:
-                continue
-            grid.add_row(row.component, "absent", *[""] * (4 + len(est_cells) + len(extra_names)), style="dim")
-            continue
-        per_layer = "" if math.isnan(row.ms_per_layer) else _ms(row.ms_per_layer)
-        more = est_cells + [extra.get(row.component, {}).get(name, "") for name in extra_names]
-        grid.add_row(row.component, _ms(row.ms), f"{100 * row.share:.1f}%",
-                     str(row.calls) if row.calls else "", per_layer,
-                     f"{_ms(row.ms_min)}–{_ms(row.ms_max)}", *more)
-    console.print(grid)
-    if roof is not None:
-        floor = ttft_floor_ms(roof)
-        console.print(f"TTFT floor {_ms(floor)} ms against {_ms(stats['p50_ms'])} ms measured "
-                      f"({100 * floor / stats['p50_ms']:.0f}% of the hardware's limit); "
-                      f"{run.ceilings['source']} ({run.ceilings['device_name']})")
-    if roof_note:
-        console.print(roof_note)
-    spread = f"min {_ms(stats['min_ms'])}, max {_ms(stats['max_ms'])}"
+def summary_lines(tables: RunTables) -> list[str]:
+    """The plain lines under the table: floor, TTFT spread, cold start, estimates, telemetry."""
+    run, stats = tables.run, tables.stats
+    lines = []
+    if tables.roofline is not None:
+        floor = tables.floor_ms
+        lines.append(f"TTFT floor {ms(floor)} ms against {ms(stats['p50_ms'])} ms measured "
+                     f"({100 * floor / stats['p50_ms']:.0f}% of the hardware's limit); "
+                     f"{run.ceilings['source']} ({run.ceilings['device_name']})")
+    if tables.roofline_note:
+        lines.append(tables.roofline_note)
+    spread = f"min {ms(stats['min_ms'])}, max {ms(stats['max_ms'])}"
     if "p90_ms" in stats:
-        spread += f", p90 {_ms(stats['p90_ms'])}"
-    console.print(f"TTFT p50 {_ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, "
-                  f"{run.warmup} warmup)")
-    console.print(f"cold TTFT (first prefill of the process) {_ms(stats['cold_ms'])} ms")
-    if estimate is not None:
-        for line in layer_lines(run, estimate):
-            console.print(line, markup=False)
-    for line in telemetry_lines(run):
+        spread += f", p90 {ms(stats['p90_ms'])}"
+    lines.append(f"TTFT p50 {ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, {run.warmup} warmup)")
+    lines.append(f"cold TTFT (first prefill of the process) {ms(stats['cold_ms'])} ms")
+    if tables.extrapolation is not None:
+        lines += layer_lines(tables)
+    return lines + telemetry_lines(run.telemetry)
+
+
+def render_run(tables: RunTables, console) -> None:
+    """Print the breakdown; its rows sum to the TTFT line beneath them."""
+    from rich.markup import escape
+
+    run = tables.run
+    console.print(f"[bold]{escape(headline(run))}[/] · n={run.seq_len} b={run.batch} · {run.dtype} · "
+                  f"attn={escape(run.attn)}")
+    console.print(f"{run.device}: {run.device_name}", markup=False)
+    grid = _grid(tables)
+    _rows(tables, grid)
+    console.print(grid)
+    for line in summary_lines(tables):
         console.print(line, markup=False)
+    table = tables.breakdown
     remainder = table[table["component"].isin(REMAINDERS) & table["present"]]["share"].sum()
     if remainder > 0.2:
         console.print(f"[yellow]warning: {100 * remainder:.0f}% of TTFT is outside every named component: this "
@@ -199,4 +164,4 @@ def render_table(run: Run, console) -> None:
         console.print("[yellow]finding: the model computed logits for every position; "
                       "lm_head is timed over the whole sequence, as serving engines would not.[/]")
     if run.path:
-        console.print(f"run folder: {run.path}")
+        console.print(f"run folder: {run.path}", markup=False)

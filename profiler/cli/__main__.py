@@ -1,4 +1,5 @@
-from profiler.cli import main
 import sys
+
+from profiler.cli import main
 
 sys.exit(main())

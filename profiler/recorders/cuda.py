@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from analyzers.vocabulary import RangeKey
+from analyzers.vocabulary import DEVICE_TIMING, RangeKey
 from profiler.recorders.host import RangeRecorder
 
 
@@ -22,6 +22,9 @@ def _cuda_event():
 
 class EventRangeRecorder(RangeRecorder):
     """Same interface as RangeRecorder; exclusive times come from event pairs at `take()`."""
+
+    timing = DEVICE_TIMING
+    host_spans = False  # its stack frames hold event indices, not host times
 
     def __init__(self, new_event: Callable[[], object] = _cuda_event, nvtx_on: bool = True,
                  record_function_on: bool = True):

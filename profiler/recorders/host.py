@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from analyzers.vocabulary import COLOURS, RangeKey
+from analyzers.vocabulary import COLOURS, HOST_TIMING, NVTX_DOMAIN, RangeKey
 
 Clock = Callable[[], int]
 
@@ -25,7 +25,7 @@ class _Emitters:
             try:
                 import nvtx
 
-                domain = nvtx.get_domain("ttft")
+                domain = nvtx.get_domain(NVTX_DOMAIN)
                 # A DummyDomain (no tool attached) makes every call a no-op;
                 # skip it entirely to save the call.
                 if type(domain).__name__ != "DummyDomain":
@@ -77,6 +77,9 @@ class RangeRecorder:
     rows of a breakdown add up: every nanosecond inside a range belongs to
     exactly one key, and time outside all ranges is `other`.
     """
+
+    timing = HOST_TIMING
+    host_spans = True
 
     def __init__(self, clock: Clock = time.perf_counter_ns, nvtx_on: bool = True,
                  record_function_on: bool = True):

@@ -1,0 +1,30 @@
+"""How numbers read on a terminal: one place, so every table rounds alike."""
+from __future__ import annotations
+
+import math
+
+
+def finite(value: object) -> bool:
+    """A number that can be printed as one (JSON null and NaN are gaps, not numbers)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def ms(value: float) -> str:
+    """Milliseconds at 4-5 significant digits: 0.215, 13.11, 171.51, 2,048."""
+    return f"{value:,.3f}" if value < 10 else f"{value:,.2f}" if value < 1000 else f"{value:,.0f}"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    """A quantity of any size (GFLOP, MB, FLOP/B); blank for a gap."""
+    if not finite(value):
+        return ""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:,.{digits - 1}f}"
+
+
+def share(value: float) -> str:
+    """A fraction as a percentage with one decimal."""
+    return f"{100 * value:.1f}%" if finite(value) else ""

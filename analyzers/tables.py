@@ -1,0 +1,62 @@
+"""Every table a run shows, computed once and handed to every output.
+
+The terminal, `--json`, the run folder's CSV files and the HTML report all
+show the breakdown, its roofline and the layer estimate; computing them in
+one place means they cannot disagree, and a profile computes each once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analyzers.breakdown import breakdown, layer_breakdown, ttft_stats
+from analyzers.cost.roofline import run_roofline, ttft_floor_ms
+from analyzers.errors import InputError
+from analyzers.layers import layer_extrapolation, layer_spread
+from analyzers.run import Run
+
+
+@dataclass(frozen=True)
+class RunTables:
+    """A run and what every renderer of it needs; None where the run cannot give a table."""
+
+    run: Run
+    stats: dict  # analyzers.breakdown.ttft_stats
+    breakdown: pd.DataFrame  # analyzers.breakdown.breakdown
+    layers: pd.DataFrame  # analyzers.breakdown.layer_breakdown
+    roofline: pd.DataFrame | None  # analyzers.cost.roofline.run_roofline
+    roofline_note: str | None  # why there is no roofline, or how its ceilings were adjusted
+    extrapolation: pd.DataFrame | None  # analyzers.layers.layer_extrapolation, when K < L layers ran
+    spread: pd.DataFrame | None  # analyzers.layers.layer_spread, alongside the extrapolation
+
+    @property
+    def floor_ms(self) -> float | None:
+        return None if self.roofline is None else ttft_floor_ms(self.roofline)
+
+    @property
+    def partial(self) -> bool:
+        """Only K of the model's L layers were built."""
+        return self.extrapolation is not None
+
+
+NO_CEILINGS = ("no roofline: no ceilings for this device; run `ttft-profile calibrate` once, or pass --gpu NAME")
+
+
+def compute_tables(run: Run) -> RunTables:
+    """The one place a run's tables are computed."""
+    table = breakdown(run)
+    roof, note = None, NO_CEILINGS
+    if run.ceilings:
+        try:
+            roof, note = run_roofline(run, table)
+        except InputError as exc:  # a config the FLOP model cannot read: keep the run, say why
+            roof, note = None, f"no roofline: {exc}"
+    extrapolation = spread = None
+    if run.layers_total and 0 < run.layers_built < run.layers_total:
+        try:
+            extrapolation, spread = layer_extrapolation(run, table), layer_spread(run)
+        except InputError:
+            extrapolation = spread = None
+    return RunTables(run=run, stats=ttft_stats(run), breakdown=table, layers=layer_breakdown(run), roofline=roof,
+                     roofline_note=note, extrapolation=extrapolation, spread=spread)

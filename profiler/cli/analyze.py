@@ -1,0 +1,67 @@
+"""`ttft-profile analyze PATH`: a run folder, a sweep folder, or any Kineto trace; never imports torch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from analyzers.errors import InputError, ParameterError
+from analyzers.jsonout import dumps
+from analyzers.render.console import console
+from profiler.cli.errors import ArgParser
+
+
+def run(argv: list[str]) -> int:
+    parser = ArgParser(prog="ttft-profile analyze", description=(
+        "Break down a saved run folder or sweep folder, or a torch.profiler (Kineto) trace made by ttft-profile "
+        "or anything else."))
+    parser.add_argument("path", type=Path, help="a run folder, a sweep folder, or a trace (.json or .json.gz)")
+    parser.add_argument("--top", type=int, default=10, help="rows in the top-kernel and annotation tables")
+    parser.add_argument("--json", action="store_true", help="print the tables as JSON on stdout")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        raise ParameterError("top", args.top, "must be at least 1")
+    if not args.path.exists():
+        raise InputError(f"{args.path} does not exist; pass a run folder or a trace file.")
+    if (args.path / "sweep.json").is_file():
+        return _sweep(args.path, args.json)
+    if args.path.is_dir():
+        return _run_folder(args.path, args.json)
+    return _trace(args.path, args.top, args.json)
+
+
+def _run_folder(path: Path, as_json: bool) -> int:
+    from analyzers.render.summary import run_json
+    from analyzers.render.terminal import render_run
+    from analyzers.run import load_run
+    from analyzers.tables import compute_tables
+
+    tables = compute_tables(load_run(path))
+    if as_json:
+        print(dumps(run_json(tables)))
+    else:
+        render_run(tables, console())
+    return 0
+
+
+def _sweep(path: Path, as_json: bool) -> int:
+    """The sweep's summary again (its per-length runs are folders `analyze` reads too)."""
+    from analyzers.render.sweep import render_sweep, sweep_json
+    from analyzers.sweep import load_sweep
+
+    sweep = load_sweep(path)
+    if as_json:
+        print(dumps(sweep_json(sweep)))
+    else:
+        render_sweep(sweep, console())
+    return 0
+
+
+def _trace(path: Path, top: int, as_json: bool) -> int:
+    from analyzers.render.trace import render_trace, trace_json
+    from analyzers.trace.report import analyze_trace
+
+    report = analyze_trace(path, top=top)
+    if as_json:
+        print(dumps(trace_json(report)))
+    else:
+        render_trace(report, console())
+    return 0

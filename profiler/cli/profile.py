@@ -1,0 +1,42 @@
+"""`ttft-profile [--model M] [--len N] ...`: profile one prefill configuration into a run folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from analyzers.jsonout import dumps
+from analyzers.render.console import console
+from profiler.cli.options import profile_parser, settings_from
+from profiler.cli.progress import progress_bar, status
+
+TRACES = Path("traces")
+
+
+def run(argv: list[str]) -> int:
+    args = profile_parser().parse_args(argv)
+    from analyzers.render.summary import run_json
+    from analyzers.render.terminal import render_run
+    from analyzers.store import save_run
+    from analyzers.tables import compute_tables
+    from profiler.runfolder import StagedFolder, default_run_dir
+    from profiler.session import Session
+
+    session = Session.prepare(settings_from(args, [args.seq_len], ["ttft-profile", *argv]))
+    final = args.out if args.out is not None else default_run_dir(TRACES, session.source.name, args.seq_len)
+    staged = StagedFolder(final)
+    try:
+        session.announce()
+        with status(session.build_message):
+            session.build()
+        with progress_bar("prefill") as update:
+            result = session.profile(args.seq_len, staged.path, update)
+        tables = compute_tables(result)
+        save_run(result, staged.path, tables)
+        result.path = str(staged.commit())
+    except BaseException:
+        staged.discard()
+        raise
+    if args.json:
+        print(dumps(run_json(tables)))
+    else:
+        render_run(tables, console())
+    return 0
