@@ -20,13 +20,13 @@ class ParameterError(InputError):
     "<parameter> <value> <problem>; <fix>."
     """
 
-    def __init__(self, parameter: str, value: object, problem: str, fix: str = "") -> None:
-        self.parameter, self.value, self.problem, self.fix = parameter, value, problem, fix
+    def __init__(self, parameter: str, value: object, problem: str, fix: str = "", quote: bool = True) -> None:
+        self.parameter, self.value, self.problem, self.fix, self.quote = parameter, value, problem, fix, quote
         super().__init__(self.sentence(parameter))
 
     def sentence(self, name: str) -> str:
         """The message with the parameter called `name` (a flag, for the CLI)."""
-        text = str(self.value)
-        value = text if text and not any(c.isspace() for c in text) else repr(self.value)
+        # names (a dtype, an attention kernel) are quoted; numbers, paths and devices read plainly
+        value = repr(self.value) if self.quote and isinstance(self.value, str) else self.value
         text = f"{name} {value} {self.problem}"
         return f"{text}; {self.fix.rstrip('.')}." if self.fix else f"{text}."

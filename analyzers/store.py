@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzers import atomic
+from analyzers.atomic import write_text
 from analyzers.jsonout import dumps
 from analyzers.run import Run
 from analyzers.tables import RunTables, compute_tables
@@ -32,11 +32,11 @@ def save_run(run: Run, folder: str | Path, tables: RunTables | None = None) -> P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tables = tables if tables is not None else compute_tables(run)
-    atomic.write_text(folder / "breakdown.csv", csv_text(tables.breakdown))
-    atomic.write_text(folder / "breakdown_layers.csv", csv_text(tables.layers))
+    write_text(folder / "breakdown.csv", csv_text(tables.breakdown))
+    write_text(folder / "breakdown_layers.csv", csv_text(tables.layers))
     if tables.roofline is not None:
-        atomic.write_text(folder / "roofline.csv", csv_text(tables.roofline))
+        write_text(folder / "roofline.csv", csv_text(tables.roofline))
     if run.telemetry_samples:
         write_samples_csv(run.telemetry_samples, folder / "nvml.csv")
-    atomic.write_text(folder / "run.json", dumps(run.to_dict()) + "\n")
+    write_text(folder / "run.json", dumps(run.to_dict()) + "\n")
     return folder

@@ -4,7 +4,7 @@ Heavy imports stay inside functions so `import profiler` is cheap.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from profiler.version import __version__
 
 __all__ = ["__version__", "profile_prefill", "instrument", "Sampling", "Settings", "Run"]
 

@@ -33,12 +33,13 @@ def resolve_device(requested: str) -> str:
         return "cpu"
     if requested == "cuda" or requested.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ParameterError("device", requested, "asked for a GPU but torch sees none", "use `device` cpu")
+            raise ParameterError("device", requested, "asked for a GPU but torch sees none", "use `device` cpu",
+                                 quote=False)
         index = 0 if requested == "cuda" else requested.split(":", 1)[1]
         if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
             count = torch.cuda.device_count()
             raise ParameterError("device", requested, f"does not exist: torch sees {count} GPU(s)",
-                                 f"use cuda:0 to cuda:{count - 1}")
+                                 f"use cuda:0 to cuda:{count - 1}", quote=False)
         return f"cuda:{int(index)}"
     raise ParameterError("device", requested, "is not one of auto, cpu, cuda or cuda:N", "pick one of those")
 
@@ -64,7 +65,8 @@ def check_dtype_runs(dtype: str, device: str) -> None:
         (x @ x).sum().item()
     except (RuntimeError, TypeError) as exc:
         first = first_line(exc)
-        raise ParameterError("dtype", dtype, f"does not run on {device} ({first})", "pick another `dtype`") from None
+        raise ParameterError("dtype", dtype, f"does not run on {device} ({first})", "pick another `dtype`",
+                             quote=False) from None
 
 
 def _meminfo_bytes(field: str) -> int | None:

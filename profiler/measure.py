@@ -208,7 +208,7 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    from profiler import __version__
+    from profiler.version import __version__
 
     return {"ttft_profile": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "cuda": torch.version.cuda, "platform": platform.platform()}

@@ -35,9 +35,10 @@ class StagedFolder:
     def __init__(self, final: Path):
         self.final = final
         if final.exists() and not final.is_dir():
-            raise ParameterError("out", str(final), "is a file, not a folder", "choose a new folder name")
+            raise ParameterError("out", str(final), "is a file, not a folder", "choose a new folder name", quote=False)
         if final.exists() and any(final.iterdir()):
-            raise ParameterError("out", str(final), "already exists and is not empty", "choose a new folder or remove it")
+            raise ParameterError("out", str(final), "already exists and is not empty", "choose a new folder or remove it",
+                                 quote=False)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))

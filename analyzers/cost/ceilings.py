@@ -12,9 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from analyzers import atomic
+from analyzers.atomic import write_text
 from analyzers.vocabulary import dtype_name
-
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def save_calibrated(ceilings: Ceilings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _read_all()
     data[ceilings.device_name] = ceilings.to_dict()
-    atomic.write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
     return path
 
 

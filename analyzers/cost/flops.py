@@ -152,26 +152,19 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
     the model's lm_head returns them; 4 for float32 logits). `calls` is the number
     of ranges the profiler records per forward, sampling included.
     """
-    count = spec.layers if layers is None else layers
-    if not 1 <= count <= spec.layers:
-        raise InputError(f"layers {layers} is outside 1..{spec.layers} for this model; pick a value in that range.")
-    if seq_len < 1 or batch < 1 or dtype_bytes < 1:
-        raise InputError(f"seq_len {seq_len}, batch {batch} and dtype_bytes {dtype_bytes} must all be at least 1.")
-    if logits not in ("last", "all"):
-        raise InputError(f"logits {logits!r} is neither 'last' nor 'all'.")
+    count = _checked_layers(spec, seq_len, batch, dtype_bytes, logits, layers)
     e, lb = dtype_bytes, logits_bytes or dtype_bytes
     n, b, tokens = seq_len, batch, batch * seq_len
     d, h, heads, kv = spec.hidden, spec.head_dim, spec.heads, spec.kv_heads
     qk_width = (heads + kv) * h  # the q and k features RoPE and q/k norms touch, per token
-
     costs = {c: Cost() for c in COST_COMPONENTS}
 
-    # Once per forward, outside the layers.
-    costs["embedding"] = _work(0, e * (2 * tokens * d) + TOKEN_ID_BYTES * tokens, 1)  # rows in, [b, n, d] out
-    # cos/sin: positions x inverse frequencies (h/2 per token), then cos, sin and their scaling.
+    # Once per forward, outside the layers: embedding rows in and [b, n, d] out; cos/sin (positions x
+    # inverse frequencies, h/2 per token, then cos, sin and their scaling); the final norm, applied
+    # to every position (lm_head slices after it).
+    costs["embedding"] = _work(0, e * (2 * tokens * d) + TOKEN_ID_BYTES * tokens, 1)
     costs["rope"] = _work(tokens * h // 2 + 4 * tokens * h, e * 2 * tokens * h, 1)
-    final_norm = _norm(tokens, d, e)  # applied to every position; lm_head slices after it
-    costs["norm"] = final_norm
+    costs["norm"] = _norm(tokens, d, e)
 
     mask_builds = len(set(spec.layer_types[:count]))  # one mask per attention type in use
     costs["attention"] = _work(0, 0, mask_builds)
@@ -203,19 +196,36 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
         # Two residual adds: each reads two [b, n, d] tensors and writes one.
         costs["residual"] += _work(2 * tokens * d, e * 2 * 3 * tokens * d, 1)
 
-    # lm_head: only the last position's logits are needed for the first token.
-    kept = 1 if logits == "last" else n
-    costs["lm_head"] = _work(2 * b * d * spec.vocab, e * (spec.vocab * d + b * d) + lb * b * spec.vocab, 1,
-                             executed=2 * b * kept * d * spec.vocab)
-    # Greedy argmax: one compare per logit of the last position.
-    costs["sampling"] = _work(b * spec.vocab, lb * b * spec.vocab + TOKEN_ID_BYTES * b, 1)
-
+    costs["lm_head"], costs["sampling"] = _head(spec, n, b, e, lb, logits)
     rows = [(c, cost.flops, cost.executed, cost.bytes, cost.calls) for c, cost in costs.items()]
     # Exact integers where they fit; beyond 2**63 (eager attention at millions of tokens) floats.
     exact = max(max(r[1], r[2], r[3]) for r in rows) < 2**63
     kind = "int64" if exact else "float64"
     return pd.DataFrame(rows, columns=list(COLUMNS)).astype(
         {"flops": kind, "flops_executed": kind, "bytes": kind, "calls": "int64"})
+
+
+def _checked_layers(spec: ModelSpec, seq_len: int, batch: int, dtype_bytes: int, logits: str,
+                    layers: int | None) -> int:
+    """The layer count to cost, once every argument is known to make sense."""
+    count = spec.layers if layers is None else layers
+    if not 1 <= count <= spec.layers:
+        raise InputError(f"layers {layers} is outside 1..{spec.layers} for this model; pick a value in that range.")
+    if seq_len < 1 or batch < 1 or dtype_bytes < 1:
+        raise InputError(f"seq_len {seq_len}, batch {batch} and dtype_bytes {dtype_bytes} must all be at least 1.")
+    if logits not in ("last", "all"):
+        raise InputError(f"logits {logits!r} is neither 'last' nor 'all'.")
+    return count
+
+
+def _head(spec: ModelSpec, n: int, b: int, e: int, lb: int, logits: str) -> tuple[Cost, Cost]:
+    """lm_head (only the last position's logits are needed for the first token) and greedy argmax
+    (one compare per logit of the last position)."""
+    d = spec.hidden
+    kept = 1 if logits == "last" else n
+    lm_head = _work(2 * b * d * spec.vocab, e * (spec.vocab * d + b * d) + lb * b * spec.vocab, 1,
+                    executed=2 * b * kept * d * spec.vocab)
+    return lm_head, _work(b * spec.vocab, lb * b * spec.vocab + TOKEN_ID_BYTES * b, 1)
 
 
 def _norm(tokens: int, width: int, e: int) -> Cost:

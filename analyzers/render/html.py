@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzers import atomic
+from analyzers.atomic import write_text
 from analyzers.cost.roofline import effective_ceilings
 from analyzers.errors import InputError
 from analyzers.render import figures
@@ -42,7 +42,7 @@ def _figure(folder: Path, name: str, data: pd.DataFrame, draw, *draw_args) -> tu
     tmp = folder / f".{name}.tmp.png"
     draw(data, tmp, *draw_args)
     tmp.replace(png)
-    atomic.write_text(csv, data.to_csv(float_format="%.6g"))
+    write_text(csv, data.to_csv(float_format="%.6g"))
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode(), data
 
 
@@ -165,5 +165,5 @@ def write_report(path: str | Path) -> Path:
         raise ReportError(f"{folder} could not be read whole ({str(exc).rstrip('.')}); "
                           "re-run the profile that made it.") from None
     out = folder / "report.html"
-    atomic.write_text(out, page)
+    write_text(out, page)
     return out

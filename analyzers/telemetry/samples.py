@@ -149,7 +149,7 @@ def _format(value: Any) -> str:
 
 def write_samples_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     """Write the samples as CSV atomically (a folder gets `nvml.csv`); gaps are empty cells."""
-    from analyzers import atomic
+    from analyzers.atomic import write_text
 
     target = Path(path)
     if target.is_dir():
@@ -159,7 +159,7 @@ def write_samples_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     writer.writerow(SAMPLE_COLUMNS)
     for row in rows:
         writer.writerow([_format(row.get(col)) for col in SAMPLE_COLUMNS])
-    atomic.write_text(target, buf.getvalue())
+    write_text(target, buf.getvalue())
     return target
 
 

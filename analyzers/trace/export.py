@@ -12,7 +12,7 @@ import gzip
 import json
 from pathlib import Path
 
-from analyzers import atomic
+from analyzers.atomic import write_bytes
 from analyzers.vocabulary import COLOURS, LABEL_PREFIX
 
 # Float timestamps (us) printed by Kineto round to 1 ns; ends that differ by
@@ -163,5 +163,5 @@ def finalize_trace(raw_path: str | Path, out_path: str | Path, metadata: dict | 
     name_everything(events)
     if metadata:
         data["ttft_profile"] = metadata
-    atomic.write_bytes(out_path, gzip.compress(json.dumps(data, separators=(",", ":")).encode(), compresslevel=6))
+    write_bytes(out_path, gzip.compress(json.dumps(data, separators=(",", ":")).encode(), compresslevel=6))
     return {"events": len(events), "moved_to_overlap_tracks": moved}

@@ -16,7 +16,7 @@ from profiler.cli.progress import progress_bar, status
 def run(argv: list[str]) -> int:
     import pandas as pd
 
-    from analyzers import atomic
+    from analyzers.atomic import write_text
     from analyzers.lengths import parse_lengths
     from analyzers.render.sweep import render_sweep, sweep_json
     from analyzers.store import csv_text, save_run
@@ -50,9 +50,9 @@ def run(argv: list[str]) -> int:
                         "layers_total": session.total_layers, "dtype": session.dtype, "device": session.device,
                         "device_name": session.info.name, "command": ["ttft-profile", "sweep", *argv],
                         "runs": [f"n{n}" for n in lengths]})
-        atomic.write_text(staged.path / "sweep.csv", csv_text(table))
-        atomic.write_text(staged.path / "fits.csv", csv_text(pd.DataFrame(summary["fits"])))
-        atomic.write_text(staged.path / "sweep.json", dumps(summary) + "\n")
+        write_text(staged.path / "sweep.csv", csv_text(table))
+        write_text(staged.path / "fits.csv", csv_text(pd.DataFrame(summary["fits"])))
+        write_text(staged.path / "sweep.json", dumps(summary) + "\n")
         path = staged.commit()
     except BaseException:
         staged.discard()
