@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
+    from analyzers import breakdown
     from profiler import profile_prefill
     from profiler.build import build
     from profiler.catalog import builtin_names, resolve
@@ -28,7 +29,7 @@ def main() -> None:
     print(f"{'model':14} {'TTFT ms':>9} {'other ms':>9} {'other %':>8} {'covered %':>10}")
     for name in [n for n in builtin_names() if n.startswith("tiny-")]:
         model = build(resolve(name), None, "float32", "cpu", "sdpa")
-        table = profile_prefill(model, args.seq_len, warmup=2, repeat=args.repeat).breakdown().set_index("component")
+        table = breakdown(profile_prefill(model, args.seq_len, warmup=2, repeat=args.repeat)).set_index("component")
         ttft, other = table["ms"].sum(), table.loc["other", "ms"]
         print(f"{name:14} {ttft:9.2f} {other:9.3f} {100 * other / ttft:8.2f} {100 - 100 * other / ttft:10.2f}")
 

@@ -27,14 +27,18 @@ def main() -> None:
     from profiler import profile_prefill
     from profiler.build import build
     from profiler.catalog import ModelSource, builtin_entry
+    from profiler.measure import ModelOrigin
 
     config = dict(builtin_entry("tiny-qwen3")["config"], num_hidden_layers=args.total)
     source = ModelSource(f"tiny-qwen3 ({args.total} layers)", "builtin", config, None, "benchmark")
     results = {}
     for layers in (args.layers, args.total):
         model = build(source, layers, "float32", "cpu", "sdpa")
+        # layers_built is read from the built model's config; the origin adds what it cannot tell.
+        if model.config.num_hidden_layers != layers:
+            sys.exit(f"built {model.config.num_hidden_layers} layers, asked for {layers}")
         run = profile_prefill(model, args.seq_len, warmup=2, repeat=args.repeat, telemetry_interval_ms=None,
-                              meta={"layers_built": layers, "layers_total": args.total, "config": config})
+                              origin=ModelOrigin(name=source.name, layers_total=args.total, config=config))
         results[layers] = run
         del model
     part, full = results[args.layers], results[args.total]

@@ -29,7 +29,8 @@ def main() -> None:
     from profiler.build import build
     from profiler.catalog import resolve
     from profiler.instrumentation import instrument
-    from profiler.measure import _one_prefill
+    from profiler.prefill import HostMarks, PrefillCall
+    from profiler.recorders import NullRecorder
     from profiler.recorders.host import RangeRecorder
     from profiler.sampling import Sampling
 
@@ -37,23 +38,21 @@ def main() -> None:
     ids = torch.randint(0, model.config.vocab_size, (1, args.seq_len), generator=torch.Generator().manual_seed(0))
     sample = Sampling().make("cpu")
 
-    class Silent:
-        """The plain path: same TTFT code, ranges that do nothing, no hooks on the model."""
+    def no_sync() -> None:
+        return None
 
-        def push(self, key):
-            pass
-
-        def pop(self):
-            pass
+    # The plain path: same TTFT code, ranges that do nothing (NullRecorder), no hooks on the model.
+    plain_call = PrefillCall(model, ids, "cpu", NullRecorder(), sample, no_sync, {"logits_to_keep": 1}, HostMarks())
 
     def plain() -> int:
-        return _one_prefill(model, ids, "cpu", Silent(), sample, lambda: None, {"logits_to_keep": 1})[0]
+        return plain_call()[0]
 
     recorder = RangeRecorder()  # NVTX + record_function on, as in a real run
+    instrumented_call = PrefillCall(model, ids, "cpu", recorder, sample, no_sync, {"logits_to_keep": 1}, HostMarks())
 
     def instrumented() -> int:
         with instrument(model, recorder):
-            ns = _one_prefill(model, ids, "cpu", recorder, sample, lambda: None, {"logits_to_keep": 1})[0]
+            ns = instrumented_call()[0]
         ranges = sum(calls for _ns, calls in recorder.take().values())
         instrumented.ranges = ranges
         return ns
@@ -88,15 +87,19 @@ def main() -> None:
 
 
 def _isolated_range_cost_ns(calls: int = 20000) -> float:
-    """Extra time of a module call that carries our hooks and range, against the same call bare."""
+    """Extra time of a module call that carries our hooks and range, against the same call bare.
+
+    The module is named `mlp` so that `instrument` hooks it as a component, exactly as it hooks
+    a model's modules (nothing else of the toy parent matches a rule)."""
     import torch
     from torch import nn
 
-    from profiler.instrumentation import _module_hooks
-    from profiler.measure import H2D
+    from profiler.instrumentation import instrument
     from profiler.recorders.host import RangeRecorder
 
-    module, x = nn.Identity(), torch.zeros(1)
+    parent = nn.Module()
+    parent.mlp = nn.Identity()
+    module, x = parent.mlp, torch.zeros(1)
 
     def loop() -> float:
         best = float("inf")
@@ -108,12 +111,14 @@ def _isolated_range_cost_ns(calls: int = 20000) -> float:
         return best
 
     bare = loop()
-    pre, post = _module_hooks(RangeRecorder(), H2D)
-    handles = [module.register_forward_pre_hook(pre), module.register_forward_hook(post, always_call=True)]
-    hooked = loop()
-    for handle in handles:
-        handle.remove()
+    recorder = RangeRecorder()
+    with instrument(parent, recorder) as info:
+        if info.module_count != 1:
+            raise RuntimeError(f"expected one hooked module, instrument hooked {info.module_count}")
+        hooked = loop()
+        recorder.take()
     return hooked - bare
+
 
 if __name__ == "__main__":
     main()

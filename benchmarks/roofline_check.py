@@ -21,13 +21,14 @@ def main() -> None:
     parser.add_argument("--recalibrate", action="store_true")
     args = parser.parse_args()
 
+    from analyzers import compute_tables
     from analyzers.cost.ceilings import load_calibrated, save_calibrated
-    from analyzers.cost.roofline import run_roofline
     from profiler import profile_prefill
     from profiler.build import build
     from profiler.calibrate import calibrate
     from profiler.catalog import builtin_names, resolve
     from profiler.device import describe
+    from profiler.measure import ModelOrigin
 
     name = describe("cpu").name
     ceilings = None if args.recalibrate else load_calibrated(name)
@@ -41,8 +42,11 @@ def main() -> None:
         source = resolve(model_name)
         model = build(source, None, "float32", "cpu", "sdpa")
         run = profile_prefill(model, args.seq_len, warmup=2, repeat=5,
-                              meta={"config": source.config, "ceilings": ceilings.to_dict()})
-        roof = run_roofline(run).dropna(subset=["efficiency"])
+                              origin=ModelOrigin(name=model_name, config=source.config, ceilings=ceilings.to_dict()))
+        tables = compute_tables(run)
+        if tables.roofline is None:
+            sys.exit(f"{model_name}: {tables.roofline_note}")
+        roof = tables.roofline.dropna(subset=["efficiency"])
         worst = roof.loc[roof["efficiency"].idxmax()]
         worst_all = max(worst_all, worst["efficiency"])
         cells = " ".join(f"{r.component}={100 * r.efficiency:.0f}%" for r in roof.itertuples())

@@ -20,19 +20,22 @@ def main() -> None:
 
     import pandas as pd
 
+    from analyzers import compute_tables
     from analyzers.lengths import parse_lengths
     from analyzers.scaling import crossover, fit_components
+    from analyzers.sweep import sweep_rows
+    from analyzers.vocabulary import TOTAL
     from profiler import profile_prefill
     from profiler.build import build
     from profiler.catalog import resolve
-    from profiler.cli.sweep import sweep_rows
 
     model = build(resolve(args.model), None, "float32", "cpu", "sdpa")
     rows = []
     for n in parse_lengths(args.lengths):
-        rows += sweep_rows(profile_prefill(model, n, warmup=2, repeat=args.repeat, telemetry_interval_ms=None))
+        run = profile_prefill(model, n, warmup=2, repeat=args.repeat, telemetry_interval_ms=None)
+        rows += sweep_rows(compute_tables(run))
     table = pd.DataFrame(rows)
-    fits = fit_components(table[table["component"] != "ttft"])
+    fits = fit_components(table[table["component"] != TOTAL])
     attention, mlp = fits["attention"], fits["mlp"]
     c0, c1, c2 = attention.coefficients
     print(f"{args.model}, lengths {args.lengths}, {args.repeat} repeats each")

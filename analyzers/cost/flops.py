@@ -147,10 +147,9 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
                     logits_bytes: int | None = None) -> pd.DataFrame:
     """One row per component: `component, flops, flops_executed, bytes, calls` for one prefill.
 
-    `layers` gives the cost of the first K layers (a run built with `--layers K`).
-    `logits_bytes` is the element size of the logits (default: `dtype_bytes`, as
-    the model's lm_head returns them; 4 for float32 logits). `calls` is the number
-    of ranges the profiler records per forward, sampling included.
+    `layers` gives the cost of the first K layers (a run built with `--layers K`). `logits_bytes` is the
+    logits' element size (default `dtype_bytes`, as lm_head returns them; 4 for float32 logits).
+    `calls` is the number of ranges the profiler records per forward, sampling included.
     """
     count = _checked_layers(spec, seq_len, batch, dtype_bytes, logits, layers)
     e, lb = dtype_bytes, logits_bytes or dtype_bytes
