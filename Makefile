@@ -20,6 +20,8 @@ run: $(STAMP)
 	$(BIN)/ttft-profile --len 2048
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --quiet profiler analyzers
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -35,22 +35,7 @@ def parse_lengths(text: str) -> list[int]:
     lengths: list[int] = []
     for item in text.split(","):
         if ".." in item:
-            ends = item.split("..")
-            if len(ends) != 2:
-                raise InputError(f"{item.strip()!r} is not a range; write a range as start..end, e.g. 1k..32k.")
-            start, end = (_length(e, text) for e in ends)
-            if start <= 0:
-                raise InputError(f"the range {item.strip()} starts at {start}, not a positive length; "
-                                 "start it at 1 or more.")
-            if end <= start:
-                raise InputError(f"the range {item.strip()} does not increase; write it as smaller..larger.")
-            span = [start]
-            while span[-1] < end:
-                span.append(span[-1] * 2)
-            if span[-1] != end:
-                raise InputError(f"the range {item.strip()} doubles from {start} past {end} without reaching it; "
-                                 f"end it on a doubling such as {span[-2]} or {span[-1]}, or list the lengths.")
-            lengths.extend(span)
+            lengths.extend(_doubling(item, text))
         else:
             lengths.append(_length(item, text))
     for n in lengths:
@@ -64,3 +49,22 @@ def parse_lengths(text: str) -> list[int]:
         raise InputError(f"{text.strip()!r} is a single length and a sweep needs at least two lengths; "
                          "add more, e.g. 1k..8k.")
     return lengths
+
+
+def _doubling(item: str, text: str) -> list[int]:
+    """`start..end`: start, 2·start, ... up to end, which the doubling must land on."""
+    ends = item.split("..")
+    if len(ends) != 2:
+        raise InputError(f"{item.strip()!r} is not a range; write a range as start..end, e.g. 1k..32k.")
+    start, end = (_length(e, text) for e in ends)
+    if start <= 0:
+        raise InputError(f"the range {item.strip()} starts at {start}, not a positive length; start it at 1 or more.")
+    if end <= start:
+        raise InputError(f"the range {item.strip()} does not increase; write it as smaller..larger.")
+    span = [start]
+    while span[-1] < end:
+        span.append(span[-1] * 2)
+    if span[-1] != end:
+        raise InputError(f"the range {item.strip()} doubles from {start} past {end} without reaching it; "
+                         f"end it on a doubling such as {span[-2]} or {span[-1]}, or list the lengths.")
+    return span
