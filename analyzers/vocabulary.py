@@ -28,10 +28,6 @@ COMPONENTS: tuple[str, ...] = (
     "other",
 )
 
-# Components that only some architectures have: absent ones are reported as
-# absent rather than as a zero that looks like a measurement.
-OPTIONAL_COMPONENTS = frozenset({"qk_norm"})
-
 # Ranges the prefill itself opens around the forward, whatever the model.
 PREFILL_RANGES: tuple[str, ...] = ("h2d", "sampling", "d2h")
 

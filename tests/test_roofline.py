@@ -106,7 +106,12 @@ def test_predict_bad_input(args, needle):
     assert needle in out.stderr, out.stderr
 
 
-def test_calibrate_then_runs_use_the_measured_ceilings(tmp_path):
+def test_calibrate_then_runs_use_the_measured_ceilings(tmp_path, monkeypatch):
+    from profiler import calibrate
+
+    # one size each instead of several: the same measurement, in a second instead of ten
+    monkeypatch.setitem(calibrate.MATMUL_SIZES, "cpu", (512,))
+    monkeypatch.setitem(calibrate.COPY_MIB, "cpu", (16,))
     env = {"TTFT_PROFILE_CACHE": str(tmp_path / "cache")}
     calibrated = cli("calibrate", "--json", env=env)
     assert calibrated.returncode == 0, calibrated.stderr

@@ -8,7 +8,7 @@ own defaults for those model types.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from analyzers.errors import InputError
@@ -159,13 +159,6 @@ class ModelSpec:
 
     def is_moe(self, layer: int) -> bool:
         return bool(self.moe_layers) and self.moe_layers[layer]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able facts, for run.json."""
-        out = asdict(self)
-        out["layer_types"] = list(self.layer_types)
-        out["moe_layers"] = list(self.moe_layers)
-        return out
 
 
 _MISSING = object()

@@ -36,11 +36,6 @@ def _bitwise_or(values: pd.Series) -> int:
 AGGREGATES: dict[str, Callable[[pd.Series], float]] = {"clock_event_reasons": _bitwise_or}
 
 
-def read_samples(path: str | os.PathLike) -> pd.DataFrame:
-    """nvml.csv as a DataFrame; empty cells (gaps) become NaN."""
-    return pd.read_csv(path)
-
-
 def samples_frame(samples: pd.DataFrame | Iterable[dict]) -> pd.DataFrame:
     """Samples as a DataFrame with numeric values (gaps NaN), whether read from nvml.csv or a sampler's rows."""
     df = samples if isinstance(samples, pd.DataFrame) else pd.DataFrame(list(samples))
