@@ -95,6 +95,10 @@ class Run:
                 continue
             kwargs[f.name] = _checked(f.name, data[f.name], source)
         _check_samples(kwargs["ttft_ns"], source)
+        for name in ("seq_len", "batch", "repeat", "cold_ttft_ns"):
+            if kwargs[name] < 1:
+                raise RunFormatError(f"{source}: field '{name}' holds {kwargs[name]}, not a positive number; "
+                                     "it was hand-edited, so profile again.")
         return cls(**kwargs, path=path)
 
 

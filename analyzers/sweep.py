@@ -75,6 +75,47 @@ def summarise(table: pd.DataFrame) -> dict:
     }
 
 
+# sweep.json field -> accepted JSON types; rows of the listed tables must carry these numeric keys
+SWEEP_FIELDS: dict[str, tuple[type, ...]] = {
+    "lengths": (list,), "fits": (list,), "linear_ttft_drift": (list,), "runs": (list,),
+    "crossover_searched_up_to": (int, float), "crossover_attention_over_mlp": (int, float, type(None)),
+    "extrapolated_ttft": (list,), "extrapolated": (list,), "residuals": (list,),
+}
+ROW_NUMBERS: dict[str, tuple[str, ...]] = {
+    "fits": ("c0", "c1", "c2", "r2", "max_abs_residual_ms"),
+    "linear_ttft_drift": ("seq_len", "residual_pct"),
+    "extrapolated_ttft": ("seq_len", "ms"),
+}
+SWEEP_CSV_COLUMNS = ("seq_len", "component", "ms")
+
+
+def _bad(source: Path, field: str, what: str) -> InputError:
+    return InputError(f"{source}: field '{field}' {what}; it was cut short or hand-edited, so run the sweep again.")
+
+
+def check_summary(summary: object, source: Path) -> dict:
+    """Every field the renderers read, with its JSON type; one sentence naming the file and field."""
+    if not isinstance(summary, dict):
+        raise InputError(f"{source} holds a JSON {type(summary).__name__}, not a sweep summary; run the sweep again.")
+    for field, types in SWEEP_FIELDS.items():
+        if field not in summary:
+            raise _bad(source, field, "is missing")
+        value = summary[field]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise _bad(source, field, f"holds {json.dumps(value)[:40]}, not {' or '.join(t.__name__ for t in types)}")
+    for field, keys in ROW_NUMBERS.items():
+        for row in summary[field]:
+            if not isinstance(row, dict) or not all(_is_number(row.get(k)) for k in keys):
+                raise _bad(source, field, f"holds a row without numbers for {', '.join(keys)}")
+    if not all(isinstance(r, str) for r in summary["runs"]):
+        raise _bad(source, "runs", "holds something other than folder names")
+    return summary
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def load_sweep(folder: str | Path) -> Sweep:
     """A sweep folder read back; one sentence when it is not whole."""
     folder = Path(folder)
@@ -83,9 +124,9 @@ def load_sweep(folder: str | Path) -> Sweep:
         table = pd.read_csv(folder / "sweep.csv")
     except (OSError, ValueError) as exc:
         raise InputError(f"{folder} is a sweep folder that cannot be read whole ({exc}); run the sweep again.") from None
-    needed = {"fits", "linear_ttft_drift", "runs", "crossover_searched_up_to"}
-    if not isinstance(summary, dict) or not needed <= set(summary):
-        missing = sorted(needed - set(summary)) if isinstance(summary, dict) else ["an object"]
-        raise InputError(f"{folder / 'sweep.json'} lacks {', '.join(missing)}; it was cut short or hand-edited, "
-                         "so run the sweep again.")
+    check_summary(summary, folder / "sweep.json")
+    missing = [c for c in SWEEP_CSV_COLUMNS if c not in table.columns]
+    if missing or not pd.api.types.is_numeric_dtype(table["ms"]) or not pd.api.types.is_numeric_dtype(table["seq_len"]):
+        raise InputError(f"{folder / 'sweep.csv'} lacks numeric {', '.join(missing or ['seq_len/ms'])} columns; "
+                         "it was cut short or hand-edited, so run the sweep again.")
     return Sweep(table, summary, str(folder))
