@@ -11,13 +11,22 @@ from __future__ import annotations
 from typing import Callable
 
 from analyzers.vocabulary import DEVICE_TIMING, RangeKey
-from profiler.recorders.host import RangeRecorder
+from profiler.recorders.host import Frame, RangeRecorder
 
 
 def _cuda_event():
     import torch
 
     return torch.cuda.Event(enable_timing=True)
+
+
+class Span:
+    """One range on the device clock: its key, its two events, and the index of its parent span (-1: none)."""
+
+    __slots__ = ("key", "start", "end", "parent")
+
+    def __init__(self, key: RangeKey, start, parent: int) -> None:
+        self.key, self.start, self.end, self.parent = key, start, None, parent
 
 
 class EventRangeRecorder(RangeRecorder):
@@ -31,8 +40,7 @@ class EventRangeRecorder(RangeRecorder):
         super().__init__(nvtx_on=nvtx_on, record_function_on=record_function_on)
         self._new_event = new_event
         self._pool: list = []
-        # Each span: [key, start_event, end_event, parent_span_index]
-        self._spans: list[list] = []
+        self._spans: list[Span] = []
 
     def _event(self):
         event = self._pool.pop() if self._pool else self._new_event()
@@ -44,14 +52,14 @@ class EventRangeRecorder(RangeRecorder):
         rf = self._emit.profiler_range(key)
         if rf is not None:
             rf.__enter__()
-        parent = self._stack[-1][1] if self._stack else -1
-        self._spans.append([key, self._event(), None, parent])
-        # frame: [key, span_index, unused, profiler_range], key first as the base class expects
-        self._stack.append([key, len(self._spans) - 1, 0, rf])
+        parent = self._stack[-1].start if self._stack else -1
+        self._spans.append(Span(key, self._event(), parent))
+        self._stack.append(Frame(key, len(self._spans) - 1, rf))  # start: the span's index
 
     def pop(self) -> None:
-        key, index, _unused, rf = self._stack.pop()
-        self._spans[index][2] = self._event()
+        frame = self._stack.pop()
+        rf = frame.rf
+        self._spans[frame.start].end = self._event()
         if rf is not None:
             rf.__exit__(None, None, None)
         self._emit.nvtx_pop()
@@ -61,15 +69,15 @@ class EventRangeRecorder(RangeRecorder):
         if self._stack:
             raise RuntimeError("ranges still open: take() called inside a range")
         spans, self._spans = self._spans, []
-        durations = [int(round(start.elapsed_time(end) * 1e6)) for _key, start, end, _parent in spans]
+        durations = [int(round(span.start.elapsed_time(span.end) * 1e6)) for span in spans]
         child_ns = [0] * len(spans)
         for i, span in enumerate(spans):
-            if span[3] >= 0:
-                child_ns[span[3]] += durations[i]
+            if span.parent >= 0:
+                child_ns[span.parent] += durations[i]
         totals: dict[RangeKey, list[int]] = {}
-        for i, (key, start, end, _parent) in enumerate(spans):
-            total = totals.setdefault(key, [0, 0])
+        for i, span in enumerate(spans):
+            total = totals.setdefault(span.key, [0, 0])
             total[0] += durations[i] - child_ns[i]
             total[1] += 1
-            self._pool.extend((start, end))
+            self._pool.extend((span.start, span.end))
         return {k: (v[0], v[1]) for k, v in totals.items()}
