@@ -21,3 +21,16 @@ def test_analyze_sweep_without_torch(llama_sweep):
     result = cli_without_torch("analyze", str(llama_sweep.path), "--json")
     assert result.returncode == 0, result.stderr
     assert '"lengths"' in result.stdout
+
+
+def test_help_loads_neither_torch_nor_pandas():
+    """`--help` and the subcommands' help answer at once: nothing heavy is imported to print them."""
+    from tests.conftest import python_without_torch
+
+    code = ("from profiler.cli import main\n"
+            "for argv in (['--help'], ['analyze', '--help'], ['predict', '--help'], ['sweep', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('pandas' in sys.modules, 'numpy' in sys.modules)\n")
+    result = python_without_torch(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False"

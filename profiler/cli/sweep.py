@@ -14,6 +14,7 @@ from profiler.cli.progress import progress_bar, status
 
 
 def run(argv: list[str]) -> int:
+    args = profile_parser(sweep=True).parse_args(argv)  # before the heavy imports: --help stays instant
     import pandas as pd
 
     from analyzers.atomic import write_text
@@ -25,7 +26,6 @@ def run(argv: list[str]) -> int:
     from profiler.runfolder import StagedFolder, default_run_dir
     from profiler.session import Session
 
-    args = profile_parser(sweep=True).parse_args(argv)
     lengths = parse_lengths(args.lengths)
     session = Session.prepare(settings_from(args, lengths, ["ttft-profile", "sweep", *argv]))
     final = args.out if args.out is not None else default_run_dir(TRACES, session.source.name, kind="sweep")
