@@ -528,7 +528,11 @@ def test_trace_json_keys_and_markup_escaped_names(tmp_path: Path) -> None:
     events = [*launch(10, 1), *kernel(100, 5, 1, name=name)]
     report = analyze_trace(write_trace(tmp_path, events), top=5)
     data = trace_json(report)
-    assert list(data) == ["path", "events", "device_events", "device_ms", "grouping", "tables"]
+    # issue 10's machine-readable totals, at top level, beside the tables
+    assert list(data) == ["path", "events", "kernels", "kernel_ms", "memcpy_ms", "memset_ms", "device_ms",
+                          "linked_kernels", "unlinked_kernels", "unlinked", "device_events", "grouping", "tables"]
+    assert (data["kernels"], data["linked_kernels"], data["unlinked_kernels"]) == (1, 1, 0)
+    assert data["kernel_ms"] == data["device_ms"] == 0.005
     assert data["tables"]["top kernels"][0]["name"] == name
     console = Console(file=io.StringIO(), width=200, record=True)
     render_trace(report, console)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def finite(value: object) -> bool:
@@ -28,3 +31,9 @@ def num(value: float | None, digits: int = 3) -> str:
 def share(value: float) -> str:
     """A fraction as a percentage with one decimal."""
     return f"{100 * value:.1f}%" if finite(value) else ""
+
+
+def plain(text: str) -> str:
+    """Text from someone else's file, safe for a terminal: control characters (escape sequences,
+    carriage returns, bells) become `?`, so a kernel name cannot rewrite the screen."""
+    return _CONTROL.sub("?", text)

@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from analyzers.render.fmt import plain
 from analyzers.trace.report import TraceReport
 
 __all__ = ["render_trace", "trace_json"]
@@ -22,8 +23,14 @@ NAME_WIDTH = 72  # kernel names run to hundreds of characters of template argume
 def render_trace(report: TraceReport, console) -> None:
     from rich.markup import escape
 
-    console.print(f"[bold]{escape(report.path)}[/]: {report.events:,} events, {report.device_events:,} device "
-                  f"events, {report.device_ms:,.3f} ms of device time; grouped by {report.grouping}")
+    t = report.totals
+    console.print(f"[bold]{escape(plain(report.path))}[/]: {t.events:,} events, {t.kernels:,} kernels "
+                  f"({t.kernel_ms:,.3f} ms), memcpy {t.memcpy_ms:,.3f} ms, memset {t.memset_ms:,.3f} ms, "
+                  f"{t.device_ms:,.3f} ms of device time; grouped by {report.grouping}")
+    if t.unlinked_kernels:
+        names = ", ".join(f"{escape(plain(u['name'])[:80])} ({u['count']})" for u in t.unlinked[:3])
+        console.print(f"{t.unlinked_kernels:,} of {t.kernels:,} kernels have no launch in the trace (launched before "
+                      f"it began, or from a graph replay): shown as `unlinked`, e.g. {names}")
     if not report.tables:
         console.print("no device events and no ttft/ ranges: nothing to attribute in this trace.")
     for title, frame in report.tables.items():
@@ -34,9 +41,8 @@ def trace_json(report: TraceReport) -> dict:
     """What `analyze --json` prints: the report's fields, each table as a list of row objects."""
     return {
         "path": report.path,
-        "events": report.events,
+        **report.totals.as_dict(),
         "device_events": report.device_events,
-        "device_ms": report.device_ms,
         "grouping": report.grouping,
         "tables": {title: frame.to_dict("records") for title, frame in report.tables.items()},
     }
@@ -79,4 +85,4 @@ def _cell(value) -> str:
         if math.isnan(value):
             return ""
         return f"{value:,.3f}"
-    return escape(str(value))  # kernel and annotation names hold [brackets] rich would eat
+    return escape(plain(str(value)))  # kernel and annotation names hold [brackets] rich would eat

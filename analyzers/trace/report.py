@@ -23,6 +23,47 @@ CPU_ANNOTATION_TABLE = "by user annotation (CPU self time)"
 TOP_PER_COMPONENT = 3  # per component, a few names are enough to say which kernel to look at
 
 
+KERNEL_CATS = frozenset({"kernel"})
+MEMCPY_CATS = frozenset({"gpu_memcpy", "memcpy"})
+MEMSET_CATS = frozenset({"gpu_memset", "memset"})
+UNLINKED_SHOWN = 20  # unlinked kernels listed by name, the most expensive first
+
+
+@dataclass(frozen=True)
+class TraceTotals:
+    """The figures a script checks first: how much there was, and how much of it could be linked."""
+
+    events: int
+    kernels: int
+    kernel_ms: float
+    memcpy_ms: float
+    memset_ms: float
+    device_ms: float
+    linked_kernels: int
+    unlinked_kernels: int
+    unlinked: list[dict]  # [{name, count, ms}], most expensive first
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def totals(linked: LinkedTrace) -> TraceTotals:
+    """Kernels, copies and fills split by Kineto category; unlinked kernels named, never dropped."""
+    dev = linked.device
+    cat = dev["cat"].astype(str).str.lower()
+    kernels = dev[cat.isin(KERNEL_CATS).to_numpy()]
+    unlinked = kernels[~kernels["linked"].to_numpy(dtype=bool)]
+    named = (unlinked.groupby(unlinked["name"].astype(str), observed=True)["dur_us"].agg(["count", "sum"])
+             .sort_values("sum", ascending=False).head(UNLINKED_SHOWN))
+    return TraceTotals(
+        events=linked.events, kernels=len(kernels), kernel_ms=float(kernels["dur_us"].sum()) / 1e3,
+        memcpy_ms=float(dev.loc[cat.isin(MEMCPY_CATS).to_numpy(), "dur_us"].sum()) / 1e3,
+        memset_ms=float(dev.loc[cat.isin(MEMSET_CATS).to_numpy(), "dur_us"].sum()) / 1e3,
+        device_ms=float(dev["dur_us"].sum()) / 1e3, linked_kernels=len(kernels) - len(unlinked),
+        unlinked_kernels=len(unlinked),
+        unlinked=[{"name": n, "count": int(r["count"]), "ms": float(r["sum"]) / 1e3} for n, r in named.iterrows()])
+
+
 @dataclass(frozen=True)
 class TraceReport:
     """One trace's analysis: its size, its device time and its tables, titled in display order.
@@ -38,6 +79,7 @@ class TraceReport:
     device_ms: float
     grouping: str
     tables: dict[str, pd.DataFrame]
+    totals: TraceTotals
 
 
 def analyze_trace(path: str | Path, top: int = 10) -> TraceReport:
@@ -51,7 +93,8 @@ def analyze_trace(path: str | Path, top: int = 10) -> TraceReport:
     else:
         grouping = BY_CLASS
     return TraceReport(path=str(path), events=linked.events, device_events=len(linked.device),
-                       device_ms=float(linked.device["dur_us"].sum()) / 1e3, grouping=grouping, tables=found)
+                       device_ms=float(linked.device["dur_us"].sum()) / 1e3, grouping=grouping, tables=found,
+                       totals=totals(linked))
 
 
 def report_tables(linked: LinkedTrace, top: int = 10) -> dict[str, pd.DataFrame]:

@@ -1,0 +1,39 @@
+"""`analyze`'s totals on a trace: kernels, copies and fills apart, unlinked kernels named; and names from a
+file cannot reach the terminal as control sequences."""
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from analyzers.render.trace import render_trace, trace_json
+from analyzers.trace.report import analyze_trace
+from tests.test_trace_external import X, kernel, launch, write_trace
+
+
+def test_totals_split_by_category_and_unlinked_named(tmp_path):
+    events = [*launch(10, 1), *kernel(100, 5, 1, name="gemm_a"),
+              *launch(20, 2), *kernel(110, 3, 2, cat="gpu_memcpy", name="Memcpy HtoD"),
+              *launch(30, 3), *kernel(120, 2, 3, cat="gpu_memset", name="Memset"),
+              # launched before the trace began: its correlation has no launch event
+              *kernel(130, 7, 99, name="early_kernel"), *kernel(140, 1, 98, name="early_kernel")]
+    data = trace_json(analyze_trace(write_trace(tmp_path, events)))
+    # by hand: kernels gemm_a 5 us + early_kernel 7 + 1 us; memcpy 3 us; memset 2 us
+    assert (data["kernels"], data["linked_kernels"], data["unlinked_kernels"]) == (3, 1, 2)
+    assert data["kernel_ms"] == 0.013 and data["memcpy_ms"] == 0.003 and data["memset_ms"] == 0.002
+    assert data["device_ms"] == 0.018
+    assert data["unlinked"] == [{"name": "early_kernel", "count": 2, "ms": 0.008}]
+    json.dumps(data)  # plain JSON all the way down
+
+
+def test_control_characters_in_names_never_reach_the_terminal(tmp_path):
+    hostile = "k\x1b[2J\x1b]0;owned\x07\rname"
+    events = [*launch(10, 1), *kernel(100, 5, 1, name=hostile), X("[bold]ann\x1b[31m", "user_annotation", 1, 1, 5, 20)]
+    report = analyze_trace(write_trace(tmp_path, events), top=5)
+    out = io.StringIO()
+    render_trace(report, Console(file=out, width=200, force_terminal=False))
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+    assert "k?[2J?]0;owned??name" in text  # shown, with the controls made visible
+    assert "[bold]ann" in text  # markup in a name is shown as text, not applied
