@@ -1,58 +1,25 @@
-"""Which module of a model is which component: facts as a table, not branches.
+"""Which module of a live model is which component: the torch side of `analyzers.component_names`.
 
-Names follow the Hugging Face modeling files (Llama, Qwen2/3, Mistral, Gemma,
-Phi-3 with fused projections). A module that matches is timed as a whole, and
-its children are not looked at: the MLP is one range, not three.
+The rules are tables in analyzers.component_names, shared with the analysis of
+traces recorded by anyone (`analyzers.trace.modules`); here they are applied to
+a real nn.Module tree, where attribute names and `get_input_embeddings` are known.
+A module that matches is timed as a whole, and its children are not looked at.
 """
 from __future__ import annotations
 
-import re
-
 from torch import nn
 
-# Attribute name of a module (its last dotted name part) -> component.
-MODULE_NAME_RULES: dict[str, str] = {
-    "q_norm": "qk_norm",
-    "k_norm": "qk_norm",
-    "q_layernorm": "qk_norm",
-    "k_layernorm": "qk_norm",
-    "q_proj": "qkv_proj",
-    "k_proj": "qkv_proj",
-    "v_proj": "qkv_proj",
-    "qkv_proj": "qkv_proj",
-    "query_key_value": "qkv_proj",
-    "Wqkv": "qkv_proj",
-    "o_proj": "o_proj",
-    "out_proj": "o_proj",
-    "dense": "o_proj",  # only inside an attention module, see ATTENTION_PARENT
-    "mlp": "mlp",
-    "feed_forward": "mlp",
-    "block_sparse_moe": "mlp",
-    "rotary_emb": "rope",
-}
+from analyzers.component_names import (
+    ATTENTION_PARENT,
+    DECODER_LAYER,
+    FUNCTION_RULES,
+    MODULE_NAME_RULES,
+    NORM_CLASS,
+    layer_index,
+)
 
-# `dense` is also a name MLPs use; it means o_proj only under attention.
-ATTENTION_PARENT = re.compile(r"(self_attn|attention|attn)$")
-
-# Class-name suffixes for normalisation layers.
-NORM_CLASS = re.compile(r"(RMSNorm|LayerNorm|Norm)$")
-
-# Where a decoder layer's index sits in a qualified module name.
-LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks|block)\.(\d+)(?:\.|$)")
-DECODER_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block)\.(\d+)$")
-
-# Module-level functions that modeling files call by global name.
-FUNCTION_RULES: dict[str, tuple[str, str | None]] = {
-    "apply_rotary_pos_emb": ("rope", None),
-    "eager_attention_forward": ("attention", None),
-    "create_causal_mask": ("attention", "mask"),
-    "create_sliding_window_causal_mask": ("attention", "mask"),
-}
-
-
-def layer_index(qualified_name: str) -> int | None:
-    match = LAYER_INDEX.search(qualified_name)
-    return int(match.group(1)) if match else None
+# The tables live in analyzers.component_names so a trace's module frames are named by the same rules.
+__all__ = ["FUNCTION_RULES", "classify"]
 
 
 def classify(model: nn.Module) -> tuple[list[tuple[str, nn.Module, str, int | None]], list[tuple[int, nn.Module]]]:
