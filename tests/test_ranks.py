@@ -1,10 +1,11 @@
 """Per-rank trace folders: ranks from names and distributedInfo, and the rank table.
 
 The rank folder is made here from the recorded V100 DDP rank-0 trace, written twice:
-that run had world size 1, so no collective kernel ran; both copies get one GEMM
-renamed as an NCCL all-reduce, so there is communication time to count. One copy is
-as recorded, the other has every device event stretched twice as long around the
-first one, so the lag and the shares are known by construction; the figures
+that run had world size 1, so no collective kernel ran; both copies get 50 NCCL
+all-reduce kernels added on a stream of their own (no launch call, so they are
+classed by their name alone), so there is communication time to count. One copy
+is as recorded, the other has every device event stretched twice as long around
+the first one, so the lag and the shares are known by construction; the figures
 themselves are counted from the raw JSON with plain loops.
 """
 from __future__ import annotations
@@ -23,8 +24,8 @@ from tests.conftest import SHARED_TRACES
 DDP = "v100_ddp_rank0.json.gz"
 DEVICE_CATS = {"kernel", "gpu_memcpy", "gpu_memset"}
 STRETCH = 2.0
-AS_COLLECTIVE = "volta_sgemm_64x64_nt"  # 105 launches in the trace, renamed:
-COLLECTIVE = "ncclKernel_AllReduce_RING_LL_Sum_float(ncclDevComm*, unsigned long, ncclWork*)"
+COLLECTIVE = "ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevComm*, unsigned long, ncclWork*)"
+COLLECTIVES = 50
 
 
 @lru_cache(maxsize=1)
@@ -37,9 +38,10 @@ def ddp_doc() -> dict:
     if not (SHARED_TRACES / DDP).exists():
         pytest.skip(f"{SHARED_TRACES / DDP} is absent: the shared external traces are not checked out next to the project")
     doc = json.loads(_ddp_doc())  # a fresh copy each time: tests edit it
-    for e in doc["traceEvents"]:
-        if e.get("cat") == "kernel" and e["name"] == AS_COLLECTIVE:
-            e["name"] = COLLECTIVE
+    t0 = min(e["ts"] for e in doc["traceEvents"] if e.get("ph") == "X" and e.get("cat") in DEVICE_CATS)
+    doc["traceEvents"] += [{"ph": "X", "cat": "kernel", "name": COLLECTIVE, "pid": 0, "tid": "stream 99",
+                            "ts": t0 + 1000.0 * i, "dur": 250.0 + i, "args": {"device": 0, "stream": 99}}
+                           for i in range(COLLECTIVES)]
     return doc
 
 
@@ -78,7 +80,7 @@ def test_two_ranks_one_twice_as_slow(tmp_path):
         for column in ("device_ms", "communication_ms", "step_ms"):
             assert table.loc[i, column] == pytest.approx(want[column], rel=1e-9), column
         assert table.loc[i, "communication_share"] == pytest.approx(want["communication_ms"] / want["device_ms"], rel=1e-9)
-    assert fast["communication_ms"] > 0 and sum(e.get("name") == COLLECTIVE for e in doc["traceEvents"]) == 105
+    assert fast["communication_ms"] == pytest.approx(sum(250.0 + i for i in range(COLLECTIVES)) / 1e3)
     # by construction: rank 1 is twice as slow, lags by rank 0's whole step, and spends the same share communicating
     assert table.loc[1, "step_ms"] == pytest.approx(STRETCH * table.loc[0, "step_ms"], rel=1e-6)
     assert list(table["lag_ms"]) == pytest.approx([0.0, (STRETCH - 1) * fast["step_ms"]], rel=1e-6)
