@@ -13,7 +13,7 @@ import importlib
 _EXPORTS = {
     "Run": "analyzers.run", "RunFormatError": "analyzers.run", "load_run": "analyzers.run",
     "save_run": "analyzers.store", "RunTables": "analyzers.tables", "compute_tables": "analyzers.tables",
-    "breakdown": "analyzers.breakdown", "layer_breakdown": "analyzers.breakdown", "ttft_stats": "analyzers.breakdown",
+    "breakdown": "analyzers.components", "layer_breakdown": "analyzers.components", "ttft_stats": "analyzers.components",
 }
 
 __all__ = sorted(_EXPORTS)

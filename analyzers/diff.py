@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analyzers.breakdown import breakdown, ttft_stats
+from analyzers.components import breakdown, ttft_stats
 from analyzers.run import Run
 from analyzers.vocabulary import TOTAL
 

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analyzers.breakdown import median_repeat
+from analyzers.components import median_repeat
 from analyzers.errors import InputError
 from analyzers.run import Run
 from analyzers.vocabulary import COMPONENTS, TOTAL

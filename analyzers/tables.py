@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analyzers.breakdown import breakdown, layer_breakdown, ttft_stats
+from analyzers.components import breakdown, layer_breakdown, ttft_stats
 from analyzers.cost.roofline import run_roofline, ttft_floor_ms
 from analyzers.errors import InputError
 from analyzers.layers import layer_extrapolation, layer_spread
@@ -22,9 +22,9 @@ class RunTables:
     """A run and what every renderer of it needs; None where the run cannot give a table."""
 
     run: Run
-    stats: dict  # analyzers.breakdown.ttft_stats
-    breakdown: pd.DataFrame  # analyzers.breakdown.breakdown
-    layers: pd.DataFrame  # analyzers.breakdown.layer_breakdown
+    stats: dict  # analyzers.components.ttft_stats
+    breakdown: pd.DataFrame  # analyzers.components.breakdown
+    layers: pd.DataFrame  # analyzers.components.layer_breakdown
     roofline: pd.DataFrame | None  # analyzers.cost.roofline.run_roofline
     roofline_note: str | None  # why there is no roofline, or how its ceilings were adjusted
     extrapolation: pd.DataFrame | None  # analyzers.layers.layer_extrapolation, when K < L layers ran

@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    from analyzers.breakdown import ttft_stats
+    from analyzers import ttft_stats
     from analyzers.layers import full_model_ttft_ms, layer_spread
     from profiler import profile_prefill
     from profiler.build import build

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analyzers import RunFormatError, breakdown, load_run, ttft_stats
-from analyzers.breakdown import nearest_rank_index
+from analyzers.components import nearest_rank_index
 from analyzers.run import Run
 from analyzers.store import save_run
 from tests.conftest import python_without_torch

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from analyzers.breakdown import breakdown
+from analyzers.components import breakdown
 from analyzers.diff import diff_runs, diff_warnings
 from analyzers.layers import full_model_ttft_ms, layer_extrapolation, layer_spread
 from analyzers.run import Run

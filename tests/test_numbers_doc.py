@@ -38,7 +38,7 @@ def test_the_doc_names_functions():
     names = named_functions()
     assert len(names) > 40, "docs/numbers.md should name the function behind each number as `module:function`"
     modules = {module for module, _ in names}
-    for needed in ("analyzers.tables", "analyzers.breakdown", "analyzers.cost.roofline", "analyzers.trace.tables",
+    for needed in ("analyzers.tables", "analyzers.components", "analyzers.cost.roofline", "analyzers.trace.tables",
                    "analyzers.diff", "analyzers.scaling", "analyzers.sweep", "analyzers.cost.predict"):
         assert needed in modules
 

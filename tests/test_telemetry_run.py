@@ -9,7 +9,7 @@ import threading
 import pandas as pd
 import pytest
 
-from analyzers.breakdown import breakdown
+from analyzers.components import breakdown
 from analyzers.cost.ceilings import Ceilings
 from analyzers.cost.roofline import effective_ceilings, run_roofline
 from analyzers.store import save_run

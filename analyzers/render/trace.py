@@ -16,7 +16,9 @@ from analyzers.trace.report import TraceReport
 __all__ = ["render_trace", "trace_json"]
 
 # Tables whose rows add up to the whole get a footer with the total, named for what it covers.
-TOTAL_LABELS = {"components": "total", "kernel classes": "all device events"}
+TOTAL_LABELS = {"components": "total", "kernel classes": "all device events",
+                "components (from module frames)": "all device events", "steps": "all device events",
+                "kernel classes (prefill steps only)": "prefill device events"}
 NAME_WIDTH = 72  # kernel names run to hundreds of characters of template arguments
 
 
@@ -42,6 +44,7 @@ def trace_json(report: TraceReport) -> dict:
     return {
         "path": report.path,
         **report.totals.as_dict(),
+        "steps": report.steps,
         "device_events": report.device_events,
         "grouping": report.grouping,
         "tables": {title: frame.to_dict("records") for title, frame in report.tables.items()},

@@ -7,18 +7,22 @@ without rich.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from analyzers.trace import tables
-from analyzers.trace.link import LinkedTrace, link
+from analyzers.trace import modules, steps, tables
+from analyzers.trace.link import UNLINKED, LinkedTrace, link
 from analyzers.trace.load import load_trace
 
 __all__ = ["TraceReport", "analyze_trace", "report_tables"]
 
 BY_COMPONENT, BY_CLASS, BY_CPU_ANNOTATION = "ttft components", "kernel classes", "user annotations (CPU self time)"
+BY_MODULE = "module frames (innermost nn.Module around each launch)"
+MODULE_TABLE, MODULE_LAYERS = "components (from module frames)", "per layer (from module frames)"
+FRAMES_EXPLAIN = 0.5  # share of linked device time module frames must name to group the trace by them
+STEP_TABLE, PREFILL_CLASSES = "steps", "kernel classes (prefill steps only)"
 CPU_ANNOTATION_TABLE = "by user annotation (CPU self time)"
 TOP_PER_COMPONENT = 3  # per component, a few names are enough to say which kernel to look at
 
@@ -80,21 +84,59 @@ class TraceReport:
     grouping: str
     tables: dict[str, pd.DataFrame]
     totals: TraceTotals
+    steps: list[dict]  # per step: step, name, phase, kernels, kernel_ms (the steps table's rows)
 
 
 def analyze_trace(path: str | Path, top: int = 10) -> TraceReport:
     """Every table of one trace, from one load and one link; `top` rows in the top-n tables."""
-    linked = link(load_trace(path))
+    frame = load_trace(path)
+    linked = link(frame)
     found = report_tables(linked, top)
+    by_frames = False
+    if not linked.labelled and len(linked.device) > 0 and modules.module_frames_present(frame):
+        per_event = modules.components_from_frames(frame, linked)
+        by_frames = _frames_explain(per_event, linked)
+        if by_frames:
+            layer_rows = modules.layer_table(per_event, linked)
+            found = {MODULE_TABLE: modules.component_table(per_event, linked),
+                     **({MODULE_LAYERS: layer_rows} if len(layer_rows) else {}), **found}
+    step_rows = _steps(frame, linked, found)
     if linked.labelled:
         grouping = BY_COMPONENT
+    elif by_frames:
+        grouping = BY_MODULE
     elif CPU_ANNOTATION_TABLE in found:
         grouping = BY_CPU_ANNOTATION
     else:
         grouping = BY_CLASS
     return TraceReport(path=str(path), events=linked.events, device_events=len(linked.device),
                        device_ms=float(linked.device["dur_us"].sum()) / 1e3, grouping=grouping, tables=found,
-                       totals=totals(linked))
+                       totals=totals(linked), steps=step_rows)
+
+
+def _frames_explain(per_event: pd.DataFrame, linked: LinkedTrace) -> bool:
+    """Module frames group the trace only where they name most of the linked time: a compiled model
+    shows one GraphModule frame around everything, and a table of 99% `other` explains nothing."""
+    us = linked.device["dur_us"].fillna(0.0)
+    named = ~per_event["component"].isin([modules.NO_FRAME, UNLINKED])
+    linked_us = float(us[(per_event["component"] != UNLINKED).to_numpy()].sum())
+    return linked_us > 0 and float(us[named.to_numpy()].sum()) >= FRAMES_EXPLAIN * linked_us
+
+
+def _steps(frame: pd.DataFrame, linked: LinkedTrace, found: dict[str, pd.DataFrame]) -> list[dict]:
+    """Steps (ProfilerStep, vLLM and SGLang steps) and, when a trace mixes phases, the prefill steps
+    broken down on their own: that is the part TTFT waits for."""
+    found_steps = steps.find_steps(frame)
+    if not len(found_steps) or not len(linked.device):
+        return []
+    per_event = steps.step_of_events(found_steps, frame, linked)
+    table = steps.step_table(found_steps, per_event, linked)
+    found[STEP_TABLE] = table
+    prefill = steps.device_rows_in(found_steps, per_event, (steps.PREFILL,))
+    if 0 < len(prefill) < len(linked.device):
+        found[PREFILL_CLASSES] = tables.kernel_classes(replace(linked, device=linked.device.loc[prefill]))
+    return [{k: (None if pd.isna(v) else v) for k, v in row.items()}
+            for row in table[["step", "name", "phase", "kernels", "kernel_ms"]].to_dict("records")]
 
 
 def report_tables(linked: LinkedTrace, top: int = 10) -> dict[str, pd.DataFrame]:

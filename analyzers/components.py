@@ -1,4 +1,4 @@
-"""From a Run to the table that adds up to the measured TTFT.
+"""Per-component tables of a run: the median repeat, with exclusive time per component and layer.
 
 The breakdown is the median repeat itself (nearest-rank p50), not a mix of
 per-component medians: only one repeat's rows are guaranteed to sum to its
