@@ -61,7 +61,10 @@ def test_analyze_a_run_whose_telemetry_holds_nulls(qwen3_run, tmp_path):
     data = json.loads((folder / "run.json").read_text())
     rows = data["telemetry"]["attributed"]
     damaged = [i for i, row in enumerate(rows) if row["name"] in ("forward", "h2d") or i == len(rows) - 1]
-    assert any(rows[i]["value"] is not None for i in damaged)  # values that were shown, now gone
+    # A short run may have no forward average at all (fewer than 3 samples at 10 ms); the damage must hit
+    # a row the renderer would print, so one forward row claims enough samples before its value is nulled.
+    forward = next(i for i in damaged if rows[i]["name"] == "forward")
+    rows[forward]["samples"] = max(int(rows[forward]["samples"] or 0), 3)
     for i in damaged:
         rows[i]["value"] = None
         rows[i]["covered_ms"] = None

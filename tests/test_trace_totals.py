@@ -37,3 +37,26 @@ def test_control_characters_in_names_never_reach_the_terminal(tmp_path):
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text
     assert "k?[2J?]0;owned??name" in text  # shown, with the controls made visible
     assert "[bold]ann" in text  # markup in a name is shown as text, not applied
+
+
+def test_analyze_a_folder_of_rank_traces(tmp_path):
+    import shutil
+
+    import pytest
+
+    from tests.conftest import SHARED_TRACES, cli
+
+    source = SHARED_TRACES / "v100_ddp_rank0.json.gz"
+    if not source.exists():
+        pytest.skip(f"{source} is not here (../shared/external-traces ships beside the project)")
+    for rank in (0, 1):
+        shutil.copy(source, tmp_path / f"trace_rank{rank}.json.gz")
+    result = cli("analyze", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    ranks = json.loads(result.stdout)["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["device_ms"] == ranks[1]["device_ms"] and ranks[1]["lag_ms"] == 0.0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = cli("analyze", str(empty))
+    assert refused.returncode == 2 and refused.stderr.count("ttft-profile: error:") == 1

@@ -13,7 +13,7 @@ import pandas as pd
 from analyzers.render.fmt import plain
 from analyzers.trace.report import TraceReport
 
-__all__ = ["render_trace", "trace_json"]
+__all__ = ["render_ranks", "render_trace", "ranks_json", "trace_json"]
 
 # Tables whose rows add up to the whole get a footer with the total, named for what it covers.
 TOTAL_LABELS = {"components": "total", "kernel classes": "all device events",
@@ -49,6 +49,22 @@ def trace_json(report: TraceReport) -> dict:
         "grouping": report.grouping,
         "tables": {title: frame.to_dict("records") for title, frame in report.tables.items()},
     }
+
+
+def render_ranks(ranks: pd.DataFrame, console) -> None:
+    """A folder of per-rank traces: each rank's device and communication time, and how far the slowest lags."""
+    _render_frame(ranks, "ranks", console)
+    slowest = ranks[ranks["slowest"]]
+    if len(slowest) and len(ranks) > 1:
+        row = slowest.iloc[0]
+        console.print(f"slowest rank {int(row['rank'])}: {row['step_ms']:,.3f} ms on the device, "
+                      f"{row['lag_ms']:,.3f} ms behind the fastest; the others wait for it at each collective.",
+                      markup=False)
+
+
+def ranks_json(ranks: pd.DataFrame) -> dict:
+    """What `analyze RANK_FOLDER --json` prints."""
+    return {"ranks": ranks.to_dict("records")}
 
 
 def _render_frame(frame: pd.DataFrame, title: str, console, total_label: str | None = None) -> None:

@@ -24,7 +24,9 @@ def run(argv: list[str]) -> int:
     if (args.path / "sweep.json").is_file():
         return _sweep(args.path, args.json)
     if args.path.is_dir():
-        return _run_folder(args.path, args.json)
+        if (args.path / "run.json").is_file():
+            return _run_folder(args.path, args.json)
+        return _ranks(args.path, args.json)
     return _trace(args.path, args.top, args.json)
 
 
@@ -39,6 +41,19 @@ def _run_folder(path: Path, as_json: bool) -> int:
         print(dumps(run_json(tables)))
     else:
         render_run(tables, console())
+    return 0
+
+
+def _ranks(path: Path, as_json: bool) -> int:
+    """A folder of per-rank traces, as torch.distributed runs write them; not a run folder (no run.json)."""
+    from analyzers.render.trace import ranks_json, render_ranks
+    from analyzers.trace.ranks import analyze_ranks
+
+    ranks = analyze_ranks(path)
+    if as_json:
+        print(dumps(ranks_json(ranks)))
+    else:
+        render_ranks(ranks, console())
     return 0
 
 
