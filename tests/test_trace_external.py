@@ -394,7 +394,7 @@ def test_hand_trace_links_and_annotations(tmp_path: Path) -> None:
     assert by_corr[5]["annotation"] == "ProfilerStep#1"  # outside ttft ranges, still in the step
     classes = table(kernel_classes(linked_trace(write_trace(tmp_path, hand_trace()))), "kernel_class")
     assert classes == {"memory": (2.0, 1), "attention": (18.0, 2), "rope": (3.0, 1), "gemm": (13.0, 1),
-                       "other": (26.0, 3)}  # 5 + 4 elementwise + 17 orphan
+                       "elementwise": (9.0, 2), "other": (17.0, 1)}  # 5 + 4 elementwise; the 17 us orphan
 
 
 def test_hand_trace_falls_back_to_flows_without_correlation(tmp_path: Path) -> None:

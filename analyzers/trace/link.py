@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzers.trace.classify import kernel_classes
+from analyzers.trace.classify import is_known_op, kernel_classes, op_classes
 from analyzers.trace.kinds import (
     ANNOTATION_CATS,
     DEVICE_CATS,
@@ -44,7 +44,9 @@ UNLINKED = "unlinked"
 NO_COMPONENT = "other"  # launched outside every ttft range, or a ttft/ name that is not a component
 FRAME_COLUMNS = ["name", "cat", "ts_us", "dur_us", "stream", "device", "correlation"]  # copied from the trace
 DEVICE_COLUMNS = [*FRAME_COLUMNS, "launch", "linked", "ttft_label", "ttft_range", "annotation", "annotation_range",
-                  "component", "kernel_class"]
+                  "component", "kernel_class", "op", "class_basis"]
+OP_CATS = frozenset({"cpu_op"})  # ops; user_annotations count too when they name a known op (nccl:all_reduce)
+GRAPH_LAUNCH = "GraphLaunch"  # cudaGraphLaunch/hipGraphLaunch: the op around a replay did not choose its kernels
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,11 @@ class LinkedTrace:
       cpu_op) on the launching thread around the launch; innermost, so a rope range
       nested in an attention range claims the rope kernels; `annotation` /
       `annotation_range`: innermost user_annotation of any name, for traces recorded
-      without our ranges; `component`; `kernel_class` (analyzers/data/kernel_classes.json).
+      without our ranges; `component`; `op`: innermost CPU op around the launch on the
+      launching thread (cpu_op, or a user_annotation naming a known op), None when unlinked,
+      outside every op, or launched by a graph replay; `kernel_class` (one of
+      `analyzers.trace.classify.KERNEL_CLASSES`, from that op's rule, else the kernel's name)
+      and `class_basis` (what decided it: "op", "name", "category" or "none").
     - `ttft_ranges`: the `ttft/` ranges with `name`, `component` and `self_us`
       (duration minus the ttft ranges nested in it on the same thread), which is
       what a CPU-only trace can say.
@@ -83,12 +89,14 @@ def link(frame: pd.DataFrame) -> LinkedTrace:
     ours = name_startswith(frame, LABEL_PREFIX)
     ttft = _Ranges.of(cols, cols.complete & cat_in(frame, RANGE_CATS) & ours)
     notes = _Ranges.of(cols, cols.complete & cat_in(frame, ANNOTATION_CATS))
+    known_op = cat_in(frame, ANNOTATION_CATS) & category_mask(frame["name"], is_known_op)
+    ops = _Ranges.of(cols, cols.complete & (cat_in(frame, OP_CATS) | known_op) & ~ours)
     dev = np.flatnonzero(cols.complete & cat_in(frame, DEVICE_CATS))
     ttft_names = cols.names(ttft.rows)
     return LinkedTrace(
         events=len(frame),
         labelled=bool(ours.any()),
-        device=_device_frame(cols, dev, _find_launches(cols, dev), ttft, notes),
+        device=_device_frame(cols, dev, _find_launches(cols, dev), ttft, notes, ops),
         ttft_ranges=pd.DataFrame({"name": ttft_names, "component": _components_of(ttft_names),
                                   "self_us": self_time(ttft.nesting)}, index=frame.index[ttft.rows]),
         annotations=pd.DataFrame({"name": cols.names(notes.rows), "self_us": self_time(notes.nesting)},
@@ -129,7 +137,8 @@ class _Ranges:
         return cls(rows, nest(cols.thread[rows], cols.ts[rows], cols.dur[rows]))
 
 
-def _device_frame(cols: _Columns, dev: np.ndarray, launch: np.ndarray, ttft: _Ranges, notes: _Ranges) -> pd.DataFrame:
+def _device_frame(cols: _Columns, dev: np.ndarray, launch: np.ndarray, ttft: _Ranges, notes: _Ranges,
+                  ops: _Ranges) -> pd.DataFrame:
     index = cols.frame.index
     out = cols.frame.iloc[dev][FRAME_COLUMNS].copy()
     linked = launch >= 0
@@ -142,18 +151,39 @@ def _device_frame(cols: _Columns, dev: np.ndarray, launch: np.ndarray, ttft: _Ra
     components = _components_of(out["ttft_label"].to_numpy(dtype=object))
     components[~linked] = UNLINKED
     out["component"] = components
-    out["kernel_class"] = kernel_classes(out["name"], out["cat"])
-    return out
+    op = _launching_op(cols, ops, launch)
+    out["op"] = pd.Series(np.where(op >= 0, cols.names(ops.rows[np.maximum(op, 0)]), None) if len(ops.rows)
+                          else np.full(len(dev), None, dtype=object), index=out.index, dtype=object)
+    op_class, op_weak = op_classes(cols.names(ops.rows), ops.nesting)
+    has_op = op >= 0
+    event_class = np.full(len(dev), None, dtype=object)
+    event_class[has_op] = op_class[op[has_op]]
+    event_weak = np.zeros(len(dev), dtype=bool)
+    event_weak[has_op] = op_weak[op[has_op]]
+    out["kernel_class"], out["class_basis"] = kernel_classes(out["name"], out["cat"], event_class, event_weak)
+    return out[DEVICE_COLUMNS]
+
+
+def _launching_op(cols: _Columns, ops: _Ranges, launch: np.ndarray) -> np.ndarray:
+    """Index into `ops.rows` of the innermost op around each launch, or -1 (no launch, no op, a graph replay)."""
+    graph = category_mask(cols.frame["name"], lambda name: GRAPH_LAUNCH in name)
+    direct = np.where((launch >= 0) & ~graph[np.maximum(launch, 0)], launch, -1)
+    return _innermost_range(cols, ops, direct)
 
 
 def _enclosing(cols: _Columns, ranges: _Ranges, launch: np.ndarray) -> np.ndarray:
     """Frame position of the innermost range around each launch on its thread; -1 without one or a launch."""
+    hit = _innermost_range(cols, ranges, launch)
+    return np.where(hit >= 0, ranges.rows[np.maximum(hit, 0)], -1) if len(ranges.rows) else hit
+
+
+def _innermost_range(cols: _Columns, ranges: _Ranges, launch: np.ndarray) -> np.ndarray:
+    """Index into `ranges.rows` of the innermost range around each launch on its thread, or -1."""
     found = np.full(len(launch), -1, dtype=np.int64)
     if len(ranges.rows) == 0:
         return found
     linked = launch >= 0
-    hit = innermost(ranges.nesting, cols.thread[launch[linked]], cols.ts[launch[linked]])
-    found[linked] = np.where(hit >= 0, ranges.rows[np.maximum(hit, 0)], -1)
+    found[linked] = innermost(ranges.nesting, cols.thread[launch[linked]], cols.ts[launch[linked]])
     return found
 
 

@@ -13,15 +13,19 @@ import pandas as pd
 from analyzers.trace.link import UNLINKED, LinkedTrace
 from analyzers.vocabulary import COMPONENTS
 
-__all__ = ["ANNOTATION_COLUMNS", "ATTRIBUTE_COLUMNS", "CLASS_COLUMNS", "NO_ANNOTATION", "TOP_COLUMNS",
-           "UNLINKED_ANNOTATION", "annotation_self_time", "by_annotation", "components", "kernel_classes",
-           "top_kernels", "top_kernels_by_component"]
+__all__ = ["ANNOTATION_COLUMNS", "ATTRIBUTE_COLUMNS", "CLASS_COLUMNS", "COVERAGE_KEYS", "NO_ANNOTATION", "TOP_COLUMNS",
+           "UNLINKED_ANNOTATION", "annotation_self_time", "by_annotation", "classification_coverage", "components",
+           "kernel_classes", "top_kernels", "top_kernels_by_component"]
 
 ATTRIBUTE_COLUMNS = ["component", "ms", "share", "count", "basis"]
 CLASS_COLUMNS = ["kernel_class", "ms", "share", "count"]
 TOP_COLUMNS = ["name", "kernel_class", "ms", "share", "count", "mean_us"]
 ANNOTATION_COLUMNS = ["annotation", "ms", "share", "count"]
 NO_ANNOTATION, UNLINKED_ANNOTATION = "(no annotation)", "(unlinked)"
+# How device time got its class: by the launching op, by the kernel's name (or Kineto category, which
+# is as mechanical), or not at all (fell to `other`); the keys of `classification_coverage`.
+COVERAGE_KEYS = ("op", "name", "none")
+COVERAGE_OF_BASIS = {"op": "op", "name": "name", "category": "name", "none": "none"}
 
 # Forward-pass order, so a component table reads like the maths; what no range claims comes last.
 COMPONENT_ORDER = (*COMPONENTS, UNLINKED)
@@ -53,11 +57,31 @@ def components(linked: LinkedTrace) -> pd.DataFrame:
 def kernel_classes(linked: LinkedTrace) -> pd.DataFrame:
     """Device time per kernel class, for traces recorded without our ranges.
 
-    Columns `CLASS_COLUMNS`; every device event has exactly one class, so `ms`
-    sums to the total device time. Largest first, because the question is where the time went.
+    Columns `CLASS_COLUMNS`; every device event has exactly one class (one of
+    `analyzers.trace.classify.KERNEL_CLASSES`, from its launching op, else its name),
+    so `ms` sums to the total device time; `classification_coverage` says how much of
+    it each way decided. Largest first, because the question is where the time went.
     """
     classes = linked.device["kernel_class"].to_numpy(dtype=object)
     return _summarise(classes, _device_us(linked), "kernel_class", None, None)[CLASS_COLUMNS]
+
+
+def classification_coverage(linked: LinkedTrace) -> dict:
+    """How much device time each way of classifying decided, so a class table says how far to trust it.
+
+    `{"device_ms": total, "op": {"ms", "share"}, "name": {...}, "none": {...}}`: "op" is time
+    classed by the launching op's rule, "name" by the kernel's name or its Kineto category
+    (memcpy/memset), "none" fell to `other` with no rule at all. Shares are of `device_ms`
+    (0.0 when there is no device time), so the three sum to 1 on any trace with device time.
+    """
+    basis = linked.device["class_basis"].map(COVERAGE_OF_BASIS).to_numpy(dtype=object)
+    us = _device_us(linked)
+    total = float(us.sum())
+    out: dict = {"device_ms": total / 1e3}
+    for key in COVERAGE_KEYS:
+        part = float(us[basis == key].sum())
+        out[key] = {"ms": part / 1e3, "share": part / total if total > 0 else 0.0}
+    return out
 
 
 def top_kernels(linked: LinkedTrace, n: int = 10) -> pd.DataFrame:
