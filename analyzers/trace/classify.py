@@ -243,7 +243,7 @@ def _resolve(text: str, depth: int) -> str | None:
     return wrapper.otherwise
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # bounded: names can be long, and the frame holds them anyway
 def name_class(name: str) -> str | None:
     """Class of a kernel from its own name alone, or None when no rule knows it."""
     return _resolve(name.replace(ANONYMOUS, ""), 0)
@@ -252,7 +252,7 @@ def name_class(name: str) -> str | None:
 # ------------------------------------------------------------------ op rules
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # bounded: names can be long, and the frame holds them anyway
 def op_class(op: str) -> tuple[str | None, bool]:
     """(class, weak) the launching op gives its kernels; (None, False) when no rule knows the op."""
     namespace, sep, rest = op.partition(":")
