@@ -46,6 +46,11 @@ def remainder_for(timing: str) -> str:
     return DEVICE_REMAINDER if timing == DEVICE_TIMING else HOST_REMAINDER
 
 
+# Kernel classes of traces without our ranges: a contract with every table and `--json`; each device
+# event gets exactly one (docs/kernel-classes.md says what each holds).
+KERNEL_CLASSES: tuple[str, ...] = ("gemm", "attention", "kv_cache", "norm", "rope", "activation", "elementwise",
+                                   "communication", "moe_routing", "memory", "sampling", "embedding", "other")
+
 # The row (and sweep/diff/extrapolation key) that stands for the whole TTFT.
 TOTAL = "ttft"
 

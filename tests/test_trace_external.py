@@ -507,8 +507,10 @@ def test_analyze_trace_links_once_and_classifies_once(tmp_path: Path, monkeypatc
     monkeypatch.setattr(link_module, "kernel_classes", counted("classify", link_module.kernel_classes))
     report = report_module.analyze_trace(write_trace(tmp_path, hand_trace()), top=10)
     assert calls == {"link": 1, "classify": 1}
+    # the hand trace's ProfilerStep#1 is a step (issue 10): its table comes last
     assert list(report.tables) == ["components", "top kernels per component", "kernel classes", "top kernels",
-                                   "by user annotation"]
+                                   "by user annotation", "steps"]
+    assert [(s["name"], s["phase"]) for s in report.steps][0] == ("ProfilerStep#1", "unknown")
     assert_tables_equal(table(report.tables["components"], "component"), HAND_EXPECTED)
     assert report.grouping == "ttft components" and report.device_events == 8
     assert report.device_ms == pytest.approx(0.062)
@@ -530,7 +532,8 @@ def test_trace_json_keys_and_markup_escaped_names(tmp_path: Path) -> None:
     data = trace_json(report)
     # issue 10's machine-readable totals, at top level, beside the tables
     assert list(data) == ["path", "events", "kernels", "kernel_ms", "memcpy_ms", "memset_ms", "device_ms",
-                          "linked_kernels", "unlinked_kernels", "unlinked", "device_events", "grouping", "tables"]
+                          "linked_kernels", "unlinked_kernels", "unlinked", "steps", "classification_coverage",
+                          "device_events", "grouping", "tables"]
     assert (data["kernels"], data["linked_kernels"], data["unlinked_kernels"]) == (1, 1, 0)
     assert data["kernel_ms"] == data["device_ms"] == 0.005
     assert data["tables"]["top kernels"][0]["name"] == name

@@ -37,6 +37,11 @@ def render_trace(report: TraceReport, console) -> None:
         console.print("no device events and no ttft/ ranges: nothing to attribute in this trace.")
     for title, frame in report.tables.items():
         _render_frame(frame, title, console, total_label=TOTAL_LABELS.get(title))
+        if title == "kernel classes" and report.coverage.get("device_ms"):
+            c = report.coverage
+            console.print(f"classified by launching op {100 * c['op']['share']:.1f}%, by kernel name "
+                          f"{100 * c['name']['share']:.1f}%, by neither {100 * c['none']['share']:.1f}% of device time",
+                          markup=False)
 
 
 def trace_json(report: TraceReport) -> dict:
@@ -45,6 +50,7 @@ def trace_json(report: TraceReport) -> dict:
         "path": report.path,
         **report.totals.as_dict(),
         "steps": report.steps,
+        "classification_coverage": report.coverage,
         "device_events": report.device_events,
         "grouping": report.grouping,
         "tables": {title: frame.to_dict("records") for title, frame in report.tables.items()},

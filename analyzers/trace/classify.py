@@ -27,6 +27,7 @@ import pandas as pd
 from analyzers.errors import InputError
 from analyzers.trace.kinds import coded
 from analyzers.trace.nesting import Nesting
+from analyzers.vocabulary import KERNEL_CLASSES
 
 __all__ = ["CLASS_BASES", "KERNEL_CLASSES", "KERNEL_CLASSES_PATH", "OP_CLASSES_PATH", "OTHER_CLASS", "STRUCTURE_PATTERN",
            "TOKEN_PATTERN", "class_of", "is_known_op", "kernel_classes", "load_rules", "name_class", "op_class", "op_classes",
@@ -35,9 +36,6 @@ __all__ = ["CLASS_BASES", "KERNEL_CLASSES", "KERNEL_CLASSES_PATH", "OP_CLASSES_P
 DATA = Path(__file__).parents[1] / "data"
 KERNEL_CLASSES_PATH, OP_CLASSES_PATH = DATA / "kernel_classes.json", DATA / "op_classes.json"
 
-# The class vocabulary, a contract with every table and --json: each device event gets exactly one.
-KERNEL_CLASSES: tuple[str, ...] = ("gemm", "attention", "kv_cache", "norm", "rope", "activation", "elementwise",
-                                   "communication", "moe_routing", "memory", "sampling", "embedding", "other")
 # What decided a class: the launching op, the kernel's name, its Kineto category, or nothing (-> other).
 CLASS_BASES: tuple[str, ...] = ("op", "name", "category", "none")
 OTHER_CLASS, MEMORY_CLASS = "other", "memory"

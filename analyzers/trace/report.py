@@ -85,6 +85,7 @@ class TraceReport:
     tables: dict[str, pd.DataFrame]
     totals: TraceTotals
     steps: list[dict]  # per step: step, name, phase, kernels, kernel_ms (the steps table's rows)
+    coverage: dict  # analyzers.trace.tables.classification_coverage: what decided the kernel classes
 
 
 def analyze_trace(path: str | Path, top: int = 10) -> TraceReport:
@@ -111,7 +112,7 @@ def analyze_trace(path: str | Path, top: int = 10) -> TraceReport:
         grouping = BY_CLASS
     return TraceReport(path=str(path), events=linked.events, device_events=len(linked.device),
                        device_ms=float(linked.device["dur_us"].sum()) / 1e3, grouping=grouping, tables=found,
-                       totals=totals(linked), steps=step_rows)
+                       totals=totals(linked), steps=step_rows, coverage=tables.classification_coverage(linked))
 
 
 def _frames_explain(per_event: pd.DataFrame, linked: LinkedTrace) -> bool:
