@@ -60,3 +60,41 @@ def test_analyze_a_folder_of_rank_traces(tmp_path):
     empty.mkdir()
     refused = cli("analyze", str(empty))
     assert refused.returncode == 2 and refused.stderr.count("ttft-profile: error:") == 1
+
+
+TOTAL_KEYS = ("events", "kernels", "kernel_ms", "memcpy_ms", "memset_ms", "device_ms", "linked_kernels",
+              "unlinked_kernels", "unlinked", "steps", "classification_coverage")
+SHARED = ("v100_ddp_rank0.json.gz", "a100_alexnet.json.gz", "cpu_only.json.gz",
+          "h100_hf_qwen1.5-0.5b_prefill.json.gz", "mi300x_sglang_qwen3-8b_extend.json.gz",
+          "mi300x_vllm_gpt-oss_mixed_step.json.gz")
+
+
+def _shared(name):
+    import pytest
+
+    from tests.conftest import SHARED_TRACES
+
+    path = SHARED_TRACES / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here (../shared/external-traces ships beside the project)")
+    return path
+
+
+def test_every_shared_trace_has_the_totals_and_classes_sum_to_device_time():
+    import pytest
+
+    from tests.conftest import cli
+
+    for name in SHARED:
+        result = cli("analyze", str(_shared(name)), "--json")
+        assert result.returncode == 0, (name, result.stderr)
+        data = json.loads(result.stdout)
+        assert all(key in data for key in TOTAL_KEYS), (name, sorted(data))
+        # kernels + copies + fills = all device time; linked + unlinked = all kernels
+        assert data["kernel_ms"] + data["memcpy_ms"] + data["memset_ms"] == pytest.approx(data["device_ms"], abs=1e-9)
+        assert data["linked_kernels"] + data["unlinked_kernels"] == data["kernels"]
+        classes = data["tables"].get("kernel classes", [])
+        assert sum(row["ms"] for row in classes) == pytest.approx(data["device_ms"], rel=1e-9, abs=1e-12), name
+        coverage = data["classification_coverage"]
+        if data["device_ms"]:
+            assert sum(coverage[k]["share"] for k in ("op", "name", "none")) == pytest.approx(1.0)
