@@ -7,6 +7,7 @@ use, ids as nullable Int64 (most events lack them, and 0 is a valid id).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ def id_columns(correlation, external_id, stream, device, nbytes, flow_ids) -> di
             "flow_id": int_column(flow_ids)}
 
 
-def kind_categorical(kinds: dict, kind_codes: np.ndarray, field: int, as_str: bool) -> pd.Categorical:
+def kind_categorical(kinds: Collection[tuple], kind_codes: np.ndarray, field: int, as_str: bool) -> pd.Categorical:
     """Column `field` of the kinds (name, cat, ph, pid, tid), per event, as `categorical` builds it.
 
     Numbering each field's values over the kinds in order of first use gives exactly the order of

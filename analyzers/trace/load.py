@@ -2,37 +2,36 @@
 
 One row per trace event, in file order. The frame is the only thing the
 linking step (`analyzers.trace.link`) needs, so a trace recorded on a GPU
-machine can be analysed later on a laptop with pandas alone. Turning the parsed
-values into typed columns is `analyzers.trace.columns`, shared by both paths.
+machine can be analysed later on a laptop with pandas alone.
 
-Speed and memory matter here: a long prefill trace holds hundreds of thousands
-of events. With the standard library, `json.loads` parses the file once with an
-`object_hook` (`_row_hook`) that reads each event's fields the moment its dict
-is built, while it is still in the CPU cache, and lets the dict go at once;
-the columns are then C-level slices of one flat list. No pandas operation runs
-per event. A file that this fast path cannot turn into exactly the frame the
-plain path gives (junk such as an event without "ph" or a name that is an
-object) is parsed again the plain way, by `json.loads` and `frame_from_events`.
+Three steps, each in its own module: `read_trace_bytes` (`analyzers.trace.read`)
+gets the JSON text in bounded time and memory whatever the file is;
+`decode_frame` (`analyzers.trace.decode`) parses it with msgspec into exactly
+the fields the frame needs, the fast path every real trace takes; and where the
+text is junk that path will not guess about (a null timestamp, a name that is a
+number, non-UTF-8 JSON), it is parsed again the plain way, `json.loads` and
+`frame_from_events`, which gives the exact frame or the exact error. Turning
+parsed values into typed columns is `analyzers.trace.columns`, shared by both.
 """
 from __future__ import annotations
 
 import gc
-import gzip
 import json
 import math
 import os
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analyzers.errors import InputError
-from analyzers.trace.columns import categorical, floats, id_columns, kind_categorical
+from analyzers.errors import ParameterError
+from analyzers.trace.columns import categorical, floats, id_columns
+from analyzers.trace.decode import decode_frame
+from analyzers.trace.read import DEFAULT_MAX_BYTES, FIX, TraceFormatError, read_trace_bytes
 
-__all__ = ["TRACE_COLUMNS", "TraceFormatError", "load_trace", "frame_from_events"]
+__all__ = ["DEFAULT_MAX_BYTES", "TRACE_COLUMNS", "TraceFormatError", "load_trace", "frame_from_events"]
 
 # Column order of the frame `load_trace` returns.
 TRACE_COLUMNS: tuple[str, ...] = (
@@ -40,17 +39,12 @@ TRACE_COLUMNS: tuple[str, ...] = (
     "correlation", "external_id", "stream", "device", "bytes", "flow_id",
 )
 
-_FIX = "pass a complete Kineto trace written by torch.profiler (export_chrome_trace or tensorboard_trace_handler)"
-_GZIP_MAGIC = b"\x1f\x8b"
 _NAN = math.nan
 _NO_ARGS = (_NAN,) * 5
+UNFINISHED_DUR = -1.0  # what torch.profiler writes for a CPU event still open when profiling stopped
 
 
-class TraceFormatError(InputError):
-    """A trace file that cannot be read as a Kineto/Chrome trace; the message names the fix."""
-
-
-def load_trace(path: str | os.PathLike) -> pd.DataFrame:
+def load_trace(path: str | os.PathLike, max_bytes: int | None = None) -> pd.DataFrame:
     """Read a Kineto trace (`.json` or `.json.gz`, detected by content) into a DataFrame.
 
     Columns, and why each has its type:
@@ -59,175 +53,81 @@ def load_trace(path: str | os.PathLike) -> pd.DataFrame:
     - `pid`, `tid`: categoricals of *strings*, because Kineto mixes integer ids
       with labels such as "Spans"; they are identifiers, compared for equality
       (same thread), never used as numbers.
-    - `ts_us`, `dur_us`: float64 microseconds as Kineto writes them; `dur_us` is
-      NaN for events without a duration (flows, instants, metadata).
+    - `ts_us`, `dur_us`: float64 microseconds as Kineto writes them (a numeric
+      string such as "12.5" is read as its number); `dur_us` is NaN for events
+      without a duration (flows, instants, metadata, a null or NaN `dur`, and -1,
+      torch.profiler's mark for an event still open when profiling stopped).
     - `correlation` (links a device event to its launch call), `external_id`,
       `stream`, `device`, `bytes` (memcpy/memset size) from `args`, and
       `flow_id` (the `id` of `ac2g` flow events, the fallback link): nullable
       Int64, because most events lack them and 0 is a valid id.
 
     Also accepts Chrome's JSON Array Format (a bare list of events), which
-    Perfetto opens too. Raises TraceFormatError for an empty, truncated,
-    corrupt or non-trace file.
+    Perfetto opens too. `max_bytes` (default `DEFAULT_MAX_BYTES`, 2 GiB) caps
+    the JSON text, decompressed: a larger file or a gzip that expands past it is
+    refused after reading at most that much. Raises TraceFormatError, one
+    sentence, for anything that is not a sound trace: a missing, unreadable or
+    special file, empty, truncated or corrupt data, nesting too deep to parse, a
+    timestamp or duration that is not a number, a negative or infinite duration.
     """
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ParameterError("max_bytes", max_bytes, "must be a whole number of bytes, at least 1")
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TraceFormatError(f"{path} does not exist; {_FIX}.") from None
-    except IsADirectoryError:
-        raise TraceFormatError(f"{path} is a folder, not a trace file; pass the .json or .json.gz file inside it.") from None
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error):
-            raise TraceFormatError(f"{path} is a truncated or corrupt gzip file; copy it again whole or re-record it.") from None
+    data = read_trace_bytes(path, limit)
     if not data or (len(data) < 64 and not data.strip()):
-        raise TraceFormatError(f"{path} is empty; {_FIX}.")
+        raise TraceFormatError(f"{path} is empty; {FIX}.")
     with _no_gc():
-        loads = _json_loads()
         try:
-            if loads is json.loads:
-                try:
-                    return _fast_frame(data)
-                except _Irregular:
-                    pass  # parse again below, the plain way, which gives the exact frame or error
-            doc = loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _not_json(path, exc) from None
-        # Free the text before building columns: peak is text + objects, not text + objects + frame.
-        del data
-        return _frame_from_doc(doc, str(path))
+            frame = decode_frame(data)
+            if frame is None:  # junk the fast path will not guess about: the plain way is exact
+                frame = _plain_frame(data, str(path))
+        except RecursionError:
+            raise TraceFormatError(f"{path} nests JSON arrays or objects deeper than Python can parse (a trace "
+                                   f"nests a few levels), so it is corrupt or not a trace; {FIX}.") from None
+    return _checked(frame, str(path))
 
 
-def _not_json(path: Path, exc: ValueError) -> TraceFormatError:
-    where = f" ({exc.msg} at byte {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
-    return TraceFormatError(f"{path} is not valid JSON{where}, so it is truncated or not a trace; {_FIX}.")
-
-
-class _Irregular(Exception):
-    """The fast path met something it cannot turn into exactly the plain path's frame."""
-
-
-_ROW = object()  # what `_row_hook` leaves in the event list in place of each event
-_FIELDS = 9  # per event in `_row_hook`'s flat list: kind, ts, dur, id, then the 5 args fields
-_KIND_COLUMNS = (("name", False), ("cat", False), ("ph", False), ("pid", True), ("tid", True))  # (column, as_str)
-
-
-def _row_hook() -> tuple[Callable[[dict], object], list, dict, Callable[[], int]]:
-    """`object_hook` for `_fast_frame`; also the flat list and the kinds it fills, and its event count.
-
-    Why a hook (measured on the benchmark's 206k-event, 38 MiB trace; 2 cores, CPython 3.11):
-    plain `json.loads` takes ~0.42 s, but then every pass over the 200k parsed dicts, which lie
-    scattered over ~200 MiB, costs 15-25 ms in cache misses, and building the columns took ~0.45 s
-    more, plus ~0.05 s to free the dicts. Read inside the hook, each dict is hot; the parse takes
-    ~0.55 s and nothing is left to do but ~0.07 s of numpy. Load went from ~0.95 s to ~0.63 s, and
-    the peak memory (tracemalloc) from 5.6x to 2.8x the JSON size.
-
-    - An object with "ph" (an event) appends (kind, ts, dur, id, and correlation, External id,
-      stream, device, bytes from its `args`) to `flat`, with the defaults of `frame_from_events`,
-      and is replaced by _ROW. Column i is the slice flat[i::9]: measured 0.03 s with freeing,
-      against 0.10 s for returning a tuple per event and transposing with zip(*rows); appending
-      to one list per column in the hook was no faster than zip.
-    - kind is the code of the event's (name, cat, ph, pid, tid) in `kinds` (~260 distinct in
-      the benchmark trace): one dict lookup where a code per column took five; ~0.05 s less
-      than per-column codes, ~0.08 s less than pd.factorize over 200k cold objects afterwards.
-      `kind_categorical` splits the kinds back into the five categoricals.
-    - Any other object (`args`, the top-level object, metadata) is returned as it is. An `args`
-      is parsed before its event, so the event reads it while it is still hot.
-
-    `_fast_frame` refuses (raises _Irregular for) whatever could make the frame differ from the
-    plain path: an event anywhere but directly in the event list (the count: an `args` or a name
-    that was itself an event), an entry that is not an event (no "ph", null, a number), and an
-    unhashable name, cat, ph, pid or tid (a TypeError from the kinds lookup).
-    """
-    kinds: dict = {}
-    kind_code = kinds.get
-    flat: list = []
-    extend = flat.extend
-    get = dict.get
-    nan = _NAN
-    row = _ROW
-    events = 0
-
-    def hook(d: dict) -> object:
-        nonlocal events
-        if "ph" not in d:
-            return d  # `args`, the top-level object, metadata: left as the plain path has them
-        events += 1
-        k = (get(d, "name", ""), get(d, "cat", ""), get(d, "ph", ""), get(d, "pid", ""), get(d, "tid", ""))
-        kind = kind_code(k)
-        if kind is None:
-            kind = kinds[k] = len(kinds)
-        a = get(d, "args")
-        if a.__class__ is dict:
-            extend((kind, get(d, "ts", nan), get(d, "dur", nan), get(d, "id", nan),
-                    get(a, "correlation", nan), get(a, "External id", nan), get(a, "stream", nan),
-                    get(a, "device", nan), get(a, "bytes", nan)))
-        else:  # absent, or junk that the plain path also reads as no args
-            extend((kind, get(d, "ts", nan), get(d, "dur", nan), get(d, "id", nan), nan, nan, nan, nan, nan))
-        return row
-
-    def made() -> int:
-        return events
-
-    return hook, flat, kinds, made
-
-
-def _fast_frame(data: bytes) -> pd.DataFrame:
-    """The `load_trace` frame through `_row_hook`; raises _Irregular where only the plain path is exact."""
-    hook, flat, kinds, made = _row_hook()
+def _plain_frame(data: bytes | bytearray, source: str) -> pd.DataFrame:
     try:
-        doc = json.loads(data, object_hook=hook)
-    except TypeError:  # an unhashable name, pid, ...: the plain path shows it with str()
-        raise _Irregular from None
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" ({exc.msg} at byte {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise TraceFormatError(f"{source} is not valid JSON{where}, so it is truncated or not a trace; "
+                               f"{FIX}.") from None
     if isinstance(doc, dict):
         events = doc.get("traceEvents")
         if not isinstance(events, list):
-            raise _Irregular
+            raise TraceFormatError(f"{source} is JSON but has no 'traceEvents' list, so it is not a Chrome/Kineto "
+                                   f"trace; {FIX}.")
     elif isinstance(doc, list):
         events = doc
     else:
-        raise _Irregular
-    del doc
-    n = len(events)
-    if not n:
-        return _empty_frame()
-    # Every entry an event, and every event an entry: then flat holds them in file order.
-    if made() != n or events.count(_ROW) != n or len(flat) != _FIELDS * n:
-        raise _Irregular
-    del events
-    columns = [flat[i::_FIELDS] for i in range(_FIELDS)]
-    del flat
-    kind, ts, dur, flow_ids, correlation, external_id, stream, device, nbytes = columns
-    del columns
-    try:
-        ts_us = np.fromiter(ts, dtype=np.float64, count=n)
-        dur_us = np.fromiter(dur, dtype=np.float64, count=n)
-    except (TypeError, ValueError, OverflowError):  # junk: the plain path tells NaN from error
-        raise _Irregular from None
-    del ts, dur
-    kind_codes = np.fromiter(kind, dtype=np.int32, count=n)
-    del kind
-    frame = {column: kind_categorical(kinds, kind_codes, i, as_str) for i, (column, as_str) in enumerate(_KIND_COLUMNS)}
-    return pd.DataFrame({
-        **frame,
-        "ts_us": ts_us,
-        "dur_us": dur_us,
-        **id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
-    })
-
-
-def _frame_from_doc(doc: object, source: str) -> pd.DataFrame:
-    if isinstance(doc, dict):
-        events = doc.get("traceEvents")
-        if not isinstance(events, list):
-            raise TraceFormatError(f"{source} is JSON but has no 'traceEvents' list, so it is not a Chrome/Kineto trace; {_FIX}.")
-    elif isinstance(doc, list):
-        events = doc
-    else:
-        raise TraceFormatError(f"{source} holds a JSON {type(doc).__name__}, not a trace object; {_FIX}.")
+        raise TraceFormatError(f"{source} holds a JSON {type(doc).__name__}, not a trace object; {FIX}.")
     return frame_from_events(events, source=source)
+
+
+def _checked(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The frame with torch.profiler's -1 (unfinished) durations as missing; refuses corrupt times.
+
+    A negative duration other than -1, or an infinite one, cannot be measured time: kept, it
+    would subtract from (or swamp) every sum it joins, so it is one sentence naming the event.
+    Checked on the frame, once, so that both parse paths obey the same rule.
+    """
+    dur = frame["dur_us"].to_numpy()
+    unfinished = dur == UNFINISHED_DUR
+    if unfinished.any():
+        dur = dur.copy()
+        dur[unfinished] = _NAN
+        frame["dur_us"] = dur
+    ts = frame["ts_us"].to_numpy()
+    for column, values, bad in (("dur", dur, (dur < 0) | np.isinf(dur)), ("ts", ts, np.isinf(ts))):
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise TraceFormatError(f"{source}: {_event(i, frame['name'].iloc[i])} has '{column}' "
+                                   f"{values[i]:g}, which no clock measures, so the trace is corrupt; re-record it "
+                                   f"or remove that event.")
+    return frame
 
 
 @contextmanager
@@ -241,15 +141,6 @@ def _no_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _json_loads() -> Callable[[bytes], object]:
-    """orjson when installed (several times faster; optional, never required), else the stdlib."""
-    try:
-        import orjson
-    except ImportError:
-        return json.loads
-    return orjson.loads  # its JSONDecodeError subclasses json.JSONDecodeError
 
 
 def frame_from_events(events: list, source: str = "trace") -> pd.DataFrame:
@@ -266,7 +157,7 @@ def frame_from_events(events: list, source: str = "trace") -> pd.DataFrame:
             for e in events
         ]
     except AttributeError:
-        raise TraceFormatError(f"{source}: 'traceEvents' holds an entry that is not a JSON object; {_FIX}.") from None
+        raise TraceFormatError(f"{source}: 'traceEvents' holds an entry that is not a JSON object; {FIX}.") from None
     names, cats, phs, pids, tids, ts, dur, flow_ids, args = zip(*rows, strict=True)
     del rows
     try:
@@ -286,8 +177,8 @@ def frame_from_events(events: list, source: str = "trace") -> pd.DataFrame:
         "ph": categorical(phs),
         "pid": categorical(pids, as_str=True),
         "tid": categorical(tids, as_str=True),
-        "ts_us": _float_column(ts, "ts", source),
-        "dur_us": _float_column(dur, "dur", source),
+        "ts_us": _float_column(ts, "ts", source, names),
+        "dur_us": _float_column(dur, "dur", source, names),
         **id_columns(correlation, external_id, stream, device, nbytes, flow_ids),
     })
 
@@ -302,10 +193,20 @@ def _empty_frame() -> pd.DataFrame:
     return frame.iloc[0:0]
 
 
-def _float_column(values: tuple | list, key: str, source: str) -> np.ndarray:
+def _float_column(values: tuple | list, key: str, source: str, names: tuple) -> np.ndarray:
     parsed = floats(values)
-    if parsed is None:
-        raise TraceFormatError(f"{source}: an event's '{key}' is not a number; {_FIX}.")
+    if parsed is None:  # find the culprit only now: the common path pays nothing for the message
+        i = next(i for i, value in enumerate(values) if floats([value]) is None)
+        raise TraceFormatError(f"{source}: {_event(i, names[i])} has '{key}' {_short(values[i])}, which is not a "
+                               f"number; {FIX}.")
     return parsed
 
 
+def _event(i: int, name: object) -> str:
+    """How an error points at one event: its place in the list (as a JSON path) and its name."""
+    return f"traceEvents[{i}] ({_short(name)})"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
