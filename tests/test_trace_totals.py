@@ -98,3 +98,18 @@ def test_every_shared_trace_has_the_totals_and_classes_sum_to_device_time():
         coverage = data["classification_coverage"]
         if data["device_ms"]:
             assert sum(coverage[k]["share"] for k in ("op", "name", "none")) == pytest.approx(1.0)
+
+
+def test_max_trace_mb_refuses_a_bomb_and_admits_it_when_raised(tmp_path):
+    import gzip
+
+    from tests.conftest import cli
+
+    bomb = tmp_path / "bomb.json.gz"  # 3 MB of JSON in a few kB
+    bomb.write_bytes(gzip.compress(b'{"traceEvents": [' + b" " * (3 * 2**20) + b"]}"))
+    refused = cli("analyze", str(bomb), "--max-trace-mb", "1")
+    assert refused.returncode == 2 and "--max-trace-mb" in refused.stderr
+    admitted = cli("analyze", str(bomb), "--max-trace-mb", "4", "--json")
+    assert admitted.returncode == 0, admitted.stderr
+    assert json.loads(admitted.stdout)["events"] == 0
+    assert cli("analyze", str(bomb), "--max-trace-mb", "0").returncode == 2

@@ -88,9 +88,10 @@ class TraceReport:
     coverage: dict  # analyzers.trace.tables.classification_coverage: what decided the kernel classes
 
 
-def analyze_trace(path: str | Path, top: int = 10) -> TraceReport:
-    """Every table of one trace, from one load and one link; `top` rows in the top-n tables."""
-    frame = load_trace(path)
+def analyze_trace(path: str | Path, top: int = 10, max_bytes: int | None = None) -> TraceReport:
+    """Every table of one trace, from one load and one link; `top` rows in the top-n tables.
+    `max_bytes` caps the decompressed size read (default `analyzers.trace.read.DEFAULT_MAX_BYTES`)."""
+    frame = load_trace(path, max_bytes=max_bytes)
     linked = link(frame)
     found = report_tables(linked, top)
     by_frames = False

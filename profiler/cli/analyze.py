@@ -16,9 +16,14 @@ def run(argv: list[str]) -> int:
     parser.add_argument("path", type=Path, help="a run folder, a sweep folder, or a trace (.json or .json.gz)")
     parser.add_argument("--top", type=int, default=10, help="rows in the top-kernel and annotation tables")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON on stdout")
+    parser.add_argument("--max-trace-mb", type=float, default=None,
+                        help="refuse a trace that decompresses past this many MB (default: 2048); "
+                             "a guard against gzip bombs, raise it for a genuinely huge trace")
     args = parser.parse_args(argv)
     if args.top < 1:
         raise ParameterError("top", args.top, "must be at least 1")
+    if args.max_trace_mb is not None and not args.max_trace_mb > 0:
+        raise ParameterError("max_trace_mb", args.max_trace_mb, "must be positive", "the default is 2048")
     if not args.path.exists():
         raise InputError(f"{args.path} does not exist; pass a run folder or a trace file.")
     if (args.path / "sweep.json").is_file():
@@ -27,7 +32,8 @@ def run(argv: list[str]) -> int:
         if (args.path / "run.json").is_file():
             return _run_folder(args.path, args.json)
         return _ranks(args.path, args.json)
-    return _trace(args.path, args.top, args.json)
+    max_bytes = None if args.max_trace_mb is None else int(args.max_trace_mb * 2**20)
+    return _trace(args.path, args.top, args.json, max_bytes)
 
 
 def _run_folder(path: Path, as_json: bool) -> int:
@@ -70,11 +76,11 @@ def _sweep(path: Path, as_json: bool) -> int:
     return 0
 
 
-def _trace(path: Path, top: int, as_json: bool) -> int:
+def _trace(path: Path, top: int, as_json: bool, max_bytes: int | None) -> int:
     from analyzers.render.trace import render_trace, trace_json
     from analyzers.trace.report import analyze_trace
 
-    report = analyze_trace(path, top=top)
+    report = analyze_trace(path, top=top, max_bytes=max_bytes)
     if as_json:
         print(dumps(trace_json(report)))
     else:
