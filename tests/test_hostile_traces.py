@@ -85,6 +85,7 @@ IRREGULAR = {  # junk the fast path hands to the plain path, or reads identicall
     "string bytes (roctracer)": [X("hipMemcpyAsync", "cuda_runtime", 1, 1, 1, 1, bytes="13248")],
     "id past int64": [X("k", "kernel", 0, 7, 1, 1, correlation=2**70)],
     "event without ph": [{"name": "k", "ts": 1}],
+    "phase the format does not define": [{**X("k", "kernel", 0, 7, 1, 1), "ph": "Z"}],
 }
 
 
