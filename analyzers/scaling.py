@@ -5,6 +5,9 @@ score and value products are quadratic. Fitting each component on its own
 (rather than the TTFT) keeps the quadratic term where it belongs, and the
 linear fit of the TTFT is kept only to show how badly "TTFT = k·n + C"
 drifts once attention matters.
+
+A fit is a claim about lengths nobody measured, so it is extrapolated only
+when it passes `FIT_RULE` (docs/decisions.md says why this rule and not R²).
 """
 from __future__ import annotations
 
@@ -19,8 +22,14 @@ from analyzers.errors import InputError
 from analyzers.vocabulary import COMPONENTS, TOTAL
 
 FIT_COLUMNS = ["component", "fit", "points", "c0", "c1", "c2", "r2", "max_abs_residual_ms"]
-EXTRAPOLATE_COLUMNS = ["component", "seq_len", "ms", "stderr_ms", "extrapolated"]
+EXTRAPOLATE_COLUMNS = ["component", "seq_len", "ms", "stderr_ms", "extrapolated", "refused_because"]
+TOTAL_COLUMNS = ["seq_len", "ms", "stderr_ms", "extrapolated", "refused_because"]
 QUADRATIC_COMPONENTS = frozenset({"attention"})
+# An extrapolation whose standard error is more than this share of it says next to nothing.
+MAX_RELATIVE_STDERR = 0.25
+FIT_RULE = ("a fit is extrapolated only when it has at least as many spare lengths as parameters (4 lengths for "
+            "a line, 6 for attention's n² fit), predicts more than 0 ms at every extrapolated length, and its "
+            f"standard error there is at most {100 * MAX_RELATIVE_STDERR:.0f}% of the prediction")
 
 
 @dataclass(frozen=True)
@@ -145,11 +154,12 @@ def fit_components(table: pd.DataFrame) -> dict[str, Fit]:
     return fits
 
 
-def fits_table(fits: Mapping[str, Fit] | Iterable[Fit]) -> pd.DataFrame:
-    """One row per Fit: component, fit (linear/quadratic), points, c0, c1, c2, r2, max_abs_residual_ms."""
+def fits_table(fits: Mapping[str, Fit] | Iterable[Fit], refusals: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per Fit: component, fit (linear/quadratic), points, c0, c1, c2, r2, max_abs_residual_ms;
+    with `refusals` (component -> `refusal`), also whether it is extrapolated and, if not, why."""
     out = []
     for fit in _fits(fits):
-        out.append({
+        row = {
             "component": fit.component,
             "fit": "quadratic" if fit.quadratic else "linear",
             "points": len(fit.residuals),
@@ -158,8 +168,13 @@ def fits_table(fits: Mapping[str, Fit] | Iterable[Fit]) -> pd.DataFrame:
             "c2": fit.coefficients[2],
             "r2": fit.r2,
             "max_abs_residual_ms": max((abs(r) for r in fit.residuals), default=0.0),
-        })
-    return pd.DataFrame(out, columns=FIT_COLUMNS)
+        }
+        if refusals is not None:
+            why = refusals.get(fit.component, "")
+            row.update(extrapolate=not why, refused_because=why)
+        out.append(row)
+    columns = FIT_COLUMNS + (["extrapolate", "refused_because"] if refusals is not None else [])
+    return pd.DataFrame(out, columns=columns)
 
 
 def fit_sweep(table: pd.DataFrame) -> pd.DataFrame:
@@ -212,14 +227,96 @@ def _fits(fits: Mapping[str, Fit] | Iterable[Fit]) -> list[Fit]:
     return list(fits.values()) if isinstance(fits, Mapping) else list(fits)
 
 
+def _outside(fit: Fit, lengths: Iterable[int]) -> list[int]:
+    lo, hi = (min(fit.seq_lens), max(fit.seq_lens)) if fit.seq_lens else (math.inf, -math.inf)
+    return sorted(int(n) for n in lengths if not lo <= n <= hi)
+
+
+def refusal(fit: Fit, lengths: Iterable[int]) -> str:
+    """Why `fit` must not be extrapolated to `lengths` (FIT_RULE), or "" when it may.
+
+    Lengths inside the fitted range are interpolation and never refused. The
+    verdict covers the fit as a whole: one that goes wrong at 4x is not shown
+    at 2x either, since the same coefficients make both numbers.
+    """
+    outside = _outside(fit, lengths)
+    if not outside:
+        return ""
+    params, points = len(fit.covariance), len(fit.residuals)
+    if points - params < params:
+        return (f"{points} lengths leave {points - params} spare for its {params} parameters, too few to know its "
+                f"error (measure {2 * params} or more lengths)")
+    for n in outside:
+        ms, _se = fit.predict(n)
+        if ms <= 0:
+            return f"it goes to {ms:,.3g} ms at {n:,} tokens, and no component takes negative time (R² {fit.r2:.2f})"
+    for n in outside:
+        ms, se = fit.predict(n)
+        if not se <= MAX_RELATIVE_STDERR * ms:  # NaN fails too
+            return (f"at {n:,} tokens its standard error is {se:,.3g} ms, {100 * se / ms:.0f}% of its {ms:,.3g} ms "
+                    f"(R² {fit.r2:.2f}; more than {100 * MAX_RELATIVE_STDERR:.0f}%)")
+    return ""
+
+
 def extrapolate(fits: Mapping[str, Fit] | Iterable[Fit], lengths: Iterable[int]) -> pd.DataFrame:
-    """Predicted ms and its standard error per fit and length; `extrapolated` is True outside the fitted range."""
+    """Predicted ms and its standard error per fit and length; `extrapolated` is True outside the fitted range.
+
+    A fit that fails FIT_RULE at these lengths has no ms (NaN) outside its range, and `refused_because`
+    says why: a number that is not shown cannot be misread.
+    """
     lengths = list(lengths)
     out = []
     for fit in _fits(fits):
-        lo, hi = (min(fit.seq_lens), max(fit.seq_lens)) if fit.seq_lens else (math.nan, math.nan)
+        why = refusal(fit, lengths)
+        outside = set(_outside(fit, lengths))
         for n in lengths:
             ms, se = fit.predict(n)
-            out.append({"component": fit.component, "seq_len": int(n), "ms": ms, "stderr_ms": se,
-                        "extrapolated": not (lo <= n <= hi)})
+            refused = bool(why) and n in outside
+            out.append({"component": fit.component, "seq_len": int(n), "ms": math.nan if refused else ms,
+                        "stderr_ms": math.nan if refused else se, "extrapolated": n in outside,
+                        "refused_because": why if refused else ""})
     return pd.DataFrame(out, columns=EXTRAPOLATE_COLUMNS)
+
+
+def _total_refusal(fits: list[Fit], lengths: list[int], sums: list[tuple[float, float]]) -> str:
+    """FIT_RULE for a sum of fits: every part with spare lengths and above 0 ms, the sum's error within 25%."""
+    few = [f.component for f in fits if len(f.residuals) < 2 * len(f.covariance)]
+    if few:
+        return (f"{'every component fit' if len(few) == len(fits) else 'the fits of ' + ', '.join(few)} "
+                f"{'has' if len(few) == len(fits) else 'have'} too few spare lengths to know the error")
+    for n in lengths:
+        # a part that goes negative has the wrong shape, and a sum with it in is no time either
+        negative = [f.component for f in fits if f.predict(n)[0] <= 0]
+        if negative:
+            return f"the fits of {', '.join(negative)} go below 0 ms at {n:,} tokens"
+    for n, (ms, se) in zip(lengths, sums, strict=True):
+        if not (ms > 0 and se <= MAX_RELATIVE_STDERR * ms):
+            return (f"at {n:,} tokens the sum's standard error is {se:,.3g} ms, more than "
+                    f"{100 * MAX_RELATIVE_STDERR:.0f}% of its {ms:,.3g} ms")
+    return ""
+
+
+def extrapolate_total(fits: Mapping[str, Fit] | Iterable[Fit], lengths: Iterable[int]) -> pd.DataFrame:
+    """The TTFT ahead as the sum of the component fits, judged as one fit; NaN ms with the reason when refused.
+
+    Errors add in quadrature, as if the components' fit errors were independent. A part
+    whose error alone is too large (a 5 µs copy whose noise swamps its slope) still
+    belongs in the sum, with its error counted; the sum is refused when a part has an
+    unknown error or goes to 0 ms or below, or when the sum's own error is too large.
+    """
+    fits, lengths = _fits(fits), sorted(int(n) for n in lengths)
+    sums = []
+    for n in lengths:
+        preds = [f.predict(n) for f in fits]
+        sums.append((sum(ms for ms, _ in preds), math.sqrt(sum(se * se for _, se in preds))))
+    measured = [n for f in fits for n in f.seq_lens]
+    lo, hi = (min(measured), max(measured)) if measured else (math.inf, -math.inf)
+    outside = [not lo <= n <= hi for n in lengths]
+    why = _total_refusal(fits, [n for n, o in zip(lengths, outside, strict=True) if o],
+                         [s for s, o in zip(sums, outside, strict=True) if o]) if any(outside) else ""
+    out = []
+    for n, (ms, se), ahead in zip(lengths, sums, outside, strict=True):
+        refused = bool(why) and ahead
+        out.append({"seq_len": n, "ms": math.nan if refused else ms, "stderr_ms": math.nan if refused else se,
+                    "extrapolated": ahead, "refused_because": why if refused else ""})
+    return pd.DataFrame(out, columns=TOTAL_COLUMNS)

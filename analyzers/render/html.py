@@ -129,13 +129,19 @@ def _sweep_report(folder: Path) -> str:
     body.append(_section("TTFT by component and length", uri, data, "Median repeat at each length.", index=True))
     scaling = table[table["component"] != TOTAL].reset_index(drop=True)
     uri, _ = _figure(figs, "scaling", scaling, figures.scaling_chart, fits, cross, "time against prompt length")
-    note = (f"Attention overtakes the MLP at about {cross:,.0f} tokens." if cross else
-            "Attention does not overtake the MLP within the fitted range.")
+    if cross:
+        note = f"Attention overtakes the MLP at about {cross:,.0f} tokens (from fits that pass the rule)."
+    elif summary.get("crossover_refused_because"):
+        note = f"No crossover reported: {summary['crossover_refused_because']}."
+    else:
+        note = f"Attention does not overtake the MLP below {summary['crossover_searched_up_to']:,.0f} tokens."
     body.append(_section("Scaling and fits", uri, scaling, note))
+    body.append(f"<p class='note'>Rule: {html.escape(summary['fit_rule'])}.</p>")
     body.append(_table(pd.DataFrame(summary["fits"])))
     if summary.get("extrapolated_ttft"):
         body.append("<h2>Extrapolated (not measured)</h2><p class='note'>Each component's fit beyond the longest "
-                    "length, with its standard error; the TTFT is their sum.</p>"
+                    "length, with its standard error; the TTFT is their sum. A blank time is a fit the rule "
+                    "refused, with the reason beside it.</p>"
                     + _table(pd.DataFrame(summary["extrapolated_ttft"])) + _table(pd.DataFrame(summary["extrapolated"])))
     if summary.get("residuals"):
         body.append("<details><summary>residuals of every fit at every length</summary>"
