@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analyzers.components import breakdown, layer_breakdown, ttft_stats
-from analyzers.cost.roofline import run_roofline, ttft_floor_ms
+from analyzers.cost.roofline import run_physical_floor, run_roofline, ttft_floor_ms
 from analyzers.errors import InputError
 from analyzers.layers import layer_extrapolation, layer_spread
 from analyzers.run import Run
@@ -29,6 +29,8 @@ class RunTables:
     roofline_note: str | None  # why there is no roofline, or how its ceilings were adjusted
     extrapolation: pd.DataFrame | None  # analyzers.layers.layer_extrapolation, when K < L layers ran
     spread: pd.DataFrame | None  # analyzers.layers.layer_spread, alongside the extrapolation
+    # analyzers.cost.roofline.run_physical_floor: the whole prefill's physical limit, beside the per-component floor
+    physical_floor: dict | None = None
 
     @property
     def floor_ms(self) -> float | None:
@@ -46,12 +48,13 @@ NO_CEILINGS = ("no roofline: no ceilings for this device; run `ttft-profile cali
 def compute_tables(run: Run) -> RunTables:
     """The one place a run's tables are computed."""
     table = breakdown(run)
-    roof, note = None, NO_CEILINGS
+    roof, note, physical = None, NO_CEILINGS, None
     if run.ceilings:
         try:
             roof, note = run_roofline(run, table)
+            physical = run_physical_floor(run)
         except InputError as exc:  # a config the FLOP model cannot read: keep the run, say why
-            roof, note = None, f"no roofline: {exc}"
+            roof, note, physical = None, f"no roofline: {exc}", None
     extrapolation = spread = None
     if run.layers_total and 0 < run.layers_built < run.layers_total:
         try:
@@ -59,4 +62,5 @@ def compute_tables(run: Run) -> RunTables:
         except InputError:
             extrapolation = spread = None
     return RunTables(run=run, stats=ttft_stats(run), breakdown=table, layers=layer_breakdown(run), roofline=roof,
-                     roofline_note=note, extrapolation=extrapolation, spread=spread)
+                     roofline_note=note, extrapolation=extrapolation, spread=spread,
+                     physical_floor=physical)

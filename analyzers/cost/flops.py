@@ -243,3 +243,39 @@ def _mlp(spec: ModelSpec, layer: int, tokens: int, e: int) -> Cost:
     # Weights: the experts the b·n·k routing slots can reach, at most all of them.
     touched = min(spec.num_experts, tokens * spec.experts_per_token)
     return _work(per_token * tokens, e * mlp_params(spec, layer, touched) + activations, 1)
+
+
+@dataclass(frozen=True)
+class MinimumBytes:
+    """What no prefill can avoid moving through memory, however fused (docs/roofline.md)."""
+
+    weights: int  # every weight the prefill uses, read once
+    kv_cache: int  # the K and V a later decode needs, written once
+    tokens: int  # the prompt's ids in, the sampled token out
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.tokens
+
+
+def minimum_bytes(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: int = 2,
+                  layers: int | None = None) -> MinimumBytes:
+    """The bytes behind the physical floor: each weight read once, the KV cache written once, ids in and out.
+
+    Unlike `component_costs`' bytes, nothing passes between components: a fully fused prefill
+    keeps every activation on chip, so the per-component floor's norm, RoPE and residual traffic
+    is not here. The input embedding contributes only the b·n rows it gathers (at most V; a
+    prompt that repeats tokens gathers fewer); a tied matrix is read once, whole, by lm_head.
+    Sliding-window layers keep only their last w positions. The last position's logits are not
+    counted: sampling runs on the device, so only the token must leave it.
+    """
+    count = _checked_layers(spec, seq_len, batch, dtype_bytes, "last", layers)
+    d, tokens = spec.hidden, batch * seq_len
+    vocab_matrix = spec.vocab * d  # lm_head's weights, or the one tied matrix
+    rows = 0 if spec.tied_embeddings else min(tokens, spec.vocab) * d
+    touched = min(spec.num_experts, tokens * spec.experts_per_token)  # 0 for a dense model; unused there
+    params = vocab_matrix + rows + d + sum(_layer_params(spec, i, touched) for i in range(count))  # + final norm
+    kept = sum(min(seq_len, spec.window(i) or seq_len) for i in range(count))  # positions cached, summed over layers
+    kv = 2 * spec.kv_heads * spec.head_dim * batch * kept * dtype_bytes
+    return MinimumBytes(weights=dtype_bytes * params, kv_cache=kv,
+                        tokens=TOKEN_ID_BYTES * tokens + TOKEN_ID_BYTES * batch)

@@ -14,7 +14,7 @@ from typing import Mapping
 import pandas as pd
 
 from analyzers.cost.ceilings import Ceilings
-from analyzers.cost.roofline import roofline, ttft_floor_ms
+from analyzers.cost.roofline import physical_floor, roofline, ttft_floor_ms
 from analyzers.errors import InputError
 from analyzers.vocabulary import dtype_bytes
 
@@ -35,8 +35,13 @@ class Prediction:
 
 def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: int = 1, attn: str = "sdpa",
             efficiencies: Mapping[str, float] | float | None = None) -> tuple[pd.DataFrame, dict]:
-    """(per-component table, totals). With efficiencies, `estimate_ms` = floor / efficiency per component."""
-    from analyzers.cost.flops import component_costs
+    """(per-component table, totals). With efficiencies, `estimate_ms` = floor / efficiency per component.
+
+    Two floors: `floor_ms` sums the per-component floors (each component's own traffic, the model
+    as written, unfused); `physical_floor_ms` is the whole prefill's physical limit
+    (`analyzers.cost.roofline.physical_floor`), which no engine, fused or not, can beat.
+    """
+    from analyzers.cost.flops import component_costs, minimum_bytes
     from analyzers.cost.model_spec import ModelSpec
 
     spec = ModelSpec.from_config(config)
@@ -44,8 +49,15 @@ def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: i
     table = roofline(costs, ceilings, dtype).drop(columns=["measured_ms", "efficiency", "headroom_ms"])
     floor = ttft_floor_ms(table)
     table["share_of_floor"] = table["floor_ms"] / floor if floor else 0.0
+    moved = minimum_bytes(spec, seq_len, batch=batch, dtype_bytes=dtype_bytes(dtype))
+    limit = physical_floor(float(table["flops"].sum()), float(moved.total), ceilings, dtype)
     totals = {"flops": float(table["flops"].sum()), "flops_executed": float(table["flops_executed"].sum()),
-              "bytes": float(table["bytes"].sum()), "floor_ms": floor}
+              "bytes": float(table["bytes"].sum()), "floor_ms": floor,
+              "physical_floor_ms": limit["floor_ms"], "physical_flops": limit["flops"],
+              "physical_bytes": limit["bytes"], "physical_bound": limit["bound"],
+              "physical_compute_ms": limit["compute_ms"], "physical_memory_ms": limit["memory_ms"],
+              "physical_bytes_weights": float(moved.weights), "physical_bytes_kv_cache": float(moved.kv_cache),
+              "physical_bytes_tokens": float(moved.tokens)}
     if efficiencies is not None:
         if isinstance(efficiencies, (int, float)):
             assumed = {c: float(efficiencies) for c in table["component"]}

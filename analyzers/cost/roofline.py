@@ -108,3 +108,33 @@ def run_roofline(run, breakdown: pd.DataFrame) -> tuple[pd.DataFrame, str | None
 def ttft_floor_ms(table: pd.DataFrame) -> float:
     """Components run one after another, so the TTFT floor is the sum of their floors."""
     return float(table["floor_ms"].sum())
+
+
+def physical_floor(flops: float, bytes_: float, ceilings: Ceilings, dtype: str) -> dict:
+    """The physical limit of a whole prefill: max(useful FLOPs / peak, minimum bytes / bandwidth).
+
+    `ttft_floor_ms` sums per-component floors, each charged its own traffic (a norm reads and
+    writes its activations): the work the model as written must do, unfused. An engine that fuses
+    norms, residual adds and RoPE into the matmuls beats that sum, never this: `bytes_` is
+    `analyzers.cost.flops.minimum_bytes` (weights once, KV cache once, token ids), and compute and
+    memory may overlap, so the larger of the two bounds the time.
+    """
+    peak = ceilings.peak_flops(dtype)
+    if not peak:
+        raise RooflineError(f"{ceilings.source} has no peak for {dtype}; pick another --dtype.")
+    compute_ms, memory_ms = flops / peak * 1e3, bytes_ / ceilings.bytes_per_s * 1e3
+    floor = max(compute_ms, memory_ms)
+    return {"floor_ms": floor, "flops": float(flops), "bytes": float(bytes_), "compute_ms": compute_ms,
+            "memory_ms": memory_ms, "bound": "" if floor == 0 else "compute" if compute_ms >= memory_ms else "memory"}
+
+
+def run_physical_floor(run) -> dict:
+    """`physical_floor` of what this run computed (its layers, length, batch, dtype), on its effective ceilings."""
+    from analyzers.cost.flops import minimum_bytes
+    from analyzers.cost.model_spec import ModelSpec
+
+    spec = ModelSpec.from_config(run.config)
+    moved = minimum_bytes(spec, run.seq_len, batch=run.batch, dtype_bytes=dtype_bytes(run.dtype),
+                          layers=run.layers_built or None)
+    ceilings, _note = effective_ceilings(run)
+    return physical_floor(float(run_costs(run)["flops"].sum()), float(moved.total), ceilings, run.dtype)

@@ -32,10 +32,21 @@ def render_prediction(prediction: Prediction, console) -> None:
             cells += [num(row.efficiency, 2), num(row.estimate_ms)]
         grid.add_row(*cells)
     console.print(grid)
-    console.print(f"floor TTFT {num(totals['floor_ms'])} ms: {totals['flops'] / 1e12:,.2f} TFLOP useful "
+    console.print(f"floor TTFT {num(totals['floor_ms'])} ms, per component (each one's own traffic: the model as "
+                  f"written, unfused): {totals['flops'] / 1e12:,.2f} TFLOP useful "
                   f"({totals['flops_executed'] / 1e12:,.2f} executed), {totals['bytes'] / 1e9:,.2f} GB")
+    console.print(physical_line(totals))
     if estimate:
         console.print(f"estimate with the given efficiencies: {num(totals['estimate_ms'])} ms")
+
+
+def physical_line(totals: dict) -> str:
+    """The whole prefill's physical limit, named apart from the per-component floor it sits under."""
+    return (f"physical limit {num(totals['physical_floor_ms'])} ms, whole prefill fully fused (a lower bound for "
+            f"any engine on these ceilings), {totals['physical_bound']}-bound: "
+            f"{totals['physical_flops'] / 1e12:,.2f} TFLOP at peak {num(totals['physical_compute_ms'])} ms; "
+            f"{totals['physical_bytes'] / 1e9:,.2f} GB (weights once, KV cache once, token ids) at bandwidth "
+            f"{num(totals['physical_memory_ms'])} ms")
 
 
 def prediction_json(prediction: Prediction) -> dict:

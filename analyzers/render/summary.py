@@ -12,7 +12,10 @@ def run_json(tables: RunTables) -> dict:
                   for row in tables.breakdown.to_dict("records")]
     return {
         "roofline": None if roof is None else roof.to_dict("records"),
-        "ttft_floor_ms": tables.floor_ms,
+        "ttft_floor_ms": tables.floor_ms,  # per component, unfused: the model as written
+        # the whole prefill's physical limit: floor_ms, flops, bytes, compute_ms, memory_ms, bound
+        "physical_floor_ms": None if tables.physical_floor is None else tables.physical_floor["floor_ms"],
+        "physical_floor": tables.physical_floor,
         "ceilings": run.ceilings,
         "telemetry": {k: v for k, v in (run.telemetry or {}).items() if k != "attributed"} or None,
         "model": run.model,

@@ -127,9 +127,14 @@ def summary_lines(tables: RunTables) -> list[str]:
     lines = []
     if tables.roofline is not None:
         floor = tables.floor_ms
-        lines.append(f"TTFT floor {ms(floor)} ms against {ms(stats['p50_ms'])} ms measured "
-                     f"({100 * floor / stats['p50_ms']:.0f}% of the hardware's limit); "
-                     f"{run.ceilings['source']} ({run.ceilings['device_name']})")
+        lines.append(f"TTFT floor {ms(floor)} ms per component (each one's own traffic, unfused) against "
+                     f"{ms(stats['p50_ms'])} ms measured ({100 * floor / stats['p50_ms']:.0f}% of the hardware's "
+                     f"limit); {run.ceilings['source']} ({run.ceilings['device_name']})")
+    if tables.physical_floor is not None:
+        limit = tables.physical_floor
+        lines.append(f"physical limit {ms(limit['floor_ms'])} ms for the whole prefill fully fused "
+                     f"({100 * limit['floor_ms'] / stats['p50_ms']:.0f}% of measured; {limit['bound']}-bound: "
+                     f"{limit['flops'] / 1e9:,.3g} GFLOP at peak, {limit['bytes'] / 1e6:,.4g} MB at bandwidth)")
     if tables.roofline_note:
         lines.append(tables.roofline_note)
     spread = f"min {ms(stats['min_ms'])}, max {ms(stats['max_ms'])}"
