@@ -109,9 +109,14 @@ def test_predict_bad_input(args, needle):
 def test_calibrate_then_runs_use_the_measured_ceilings(tmp_path, monkeypatch):
     from profiler import calibrate
 
-    # one size each instead of several: the same measurement, in a second instead of ten
+    # one size each instead of several: the same measurement, in a second instead of ten. The
+    # plumbing is under test, not the machine: a shared CI box is busy and noisy, so neither the
+    # load nor the spread may refuse here (tests/test_calibrate_honest.py tests both refusals)
     monkeypatch.setitem(calibrate.MATMUL_SIZES, "cpu", (512,))
-    monkeypatch.setitem(calibrate.COPY_MIB, "cpu", (16,))
+    monkeypatch.setitem(calibrate.CACHE_MULTIPLES, "cpu", (1,))
+    monkeypatch.setattr(calibrate, "BATCH_SECONDS", 0.05)
+    monkeypatch.setattr(calibrate, "STABLE_SPREAD", 100.0)
+    monkeypatch.setattr(calibrate, "load_average", lambda: 0.0)
     env = {"TTFT_PROFILE_CACHE": str(tmp_path / "cache")}
     calibrated = cli("calibrate", "--json", env=env)
     assert calibrated.returncode == 0, calibrated.stderr

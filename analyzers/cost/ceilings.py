@@ -3,7 +3,9 @@
 Measured ceilings beat datasheets (clocks, power limits, drivers and the
 kernels torch picks all sit between a datasheet and a user), and they are the
 only ceilings a CPU has. The cache is plain JSON so that `predict` and
-`analyze` read it without torch.
+`analyze` read it without torch; an entry is keyed by device, host thread
+count and dtypes (`cache_key`), since a CPU's matmul rate scales with its
+threads and a ceiling from another count would be wrong by that factor.
 """
 from __future__ import annotations
 
@@ -47,32 +49,80 @@ def cache_path() -> Path:
     return Path(base) / "ttft-profile" / "ceilings.json"
 
 
-def _read_all() -> dict:
-    path = cache_path()
+# Version 2 keys entries by device, thread count and dtypes and holds only settled, DRAM-sized
+# measurements (profiler.calibrate); version 1 was {device_name: ceilings} with neither.
+CACHE_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class CacheFile:
+    """The cache's entries (key -> Ceilings as a dict), and how many older-format entries were set aside."""
+
+    entries: dict
+    stale: int
+
+
+def cache_key(device_name: str, threads: int | None, dtypes) -> str:
+    """One entry per device, host thread count (None on a GPU, whose kernels it does not change) and dtype set."""
+    return f"{device_name} | {'any' if threads is None else threads} threads | {','.join(sorted(dtypes))}"
+
+
+def read_cache() -> CacheFile:
+    """The cache as saved; an older format's entries are counted, never used."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(cache_path().read_text())
     except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return CacheFile({}, 0)
+    if not isinstance(data, dict):
+        return CacheFile({}, 0)
+    if data.get("format") != CACHE_FORMAT:
+        return CacheFile({}, sum(isinstance(v, dict) for v in data.values()))
+    entries = data.get("entries")
+    return CacheFile(entries if isinstance(entries, dict) else {}, 0)
 
 
-def load_calibrated(device_name: str) -> Ceilings | None:
-    entry = _read_all().get(device_name)
-    if not isinstance(entry, dict):
-        return None
-    try:
-        return Ceilings.from_dict(entry)
-    except (KeyError, TypeError, ValueError):
-        return None
+def _matches(ceilings: Ceilings, device_name: str, threads: int | None, dtype: str | None) -> bool:
+    recorded = ceilings.details.get("threads")
+    return (ceilings.device_name == device_name
+            and (threads is None or recorded is None or recorded == threads)
+            and (dtype is None or ceilings.peak_flops(dtype) is not None))
+
+
+def load_calibrated(device_name: str, threads: int | None = None, dtype: str | None = None) -> Ceilings | None:
+    """The newest calibration of this device at this thread count with a peak for `dtype`; None if none.
+
+    On a CPU the device name from profiler.device.describe carries the thread count as well,
+    so a caller that passes no `threads` still gets no other count's ceilings.
+    """
+    found = []
+    for entry in read_cache().entries.values():
+        try:
+            ceilings = Ceilings.from_dict(entry)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        if _matches(ceilings, device_name, threads, dtype):
+            found.append(ceilings)
+    return max(found, key=lambda c: str(c.details.get("measured_at", "")), default=None)
 
 
 def save_calibrated(ceilings: Ceilings) -> Path:
+    """Add (or replace) this calibration's entry; a cache in an older format is replaced whole."""
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = _read_all()
-    data[ceilings.device_name] = ceilings.to_dict()
-    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    entries = dict(read_cache().entries)
+    entries[cache_key(ceilings.device_name, ceilings.details.get("threads"), ceilings.flops_per_s)] = ceilings.to_dict()
+    write_text(path, json.dumps({"format": CACHE_FORMAT, "entries": entries}, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def stale_note() -> str | None:
+    """One sentence when the cache holds only an older format's entries, which no run uses."""
+    stale = read_cache().stale
+    if not stale:
+        return None
+    return (f"the ceilings cache {cache_path()} is in an older format ({stale} entr{'y' if stale == 1 else 'ies'}, "
+            "measured without stability checks and with copies that fit in cache) and is ignored; "
+            "run `ttft-profile calibrate` again")
 
 
 def from_datasheet(spec, device_name: str | None = None) -> Ceilings:
@@ -82,24 +132,26 @@ def from_datasheet(spec, device_name: str | None = None) -> Ceilings:
                     f"datasheet: {spec.name}", {"key": spec.key, "boost_clock_mhz": spec.boost_clock_mhz})
 
 
-def choose(device_name: str, on_gpu: bool, gpu_key: str | None = None) -> tuple[Ceilings | None, str]:
+def choose(device_name: str, on_gpu: bool, gpu_key: str | None = None, threads: int | None = None,
+           dtype: str | None = None) -> tuple[Ceilings | None, str]:
     """The ceilings a run uses, and a line saying which: --gpu, then calibration, then the datasheet.
 
     An explicit --gpu wins (the user is asking "what if"); otherwise measured
-    ceilings for this very device; otherwise, on a GPU the table knows, its
-    datasheet; otherwise none, and the run says how to get them.
+    ceilings for this very device, thread count and dtype; otherwise, on a GPU
+    the table knows, its datasheet; otherwise none, and the run says how to get them.
     """
     from analyzers.cost.hardware import detect_gpu, gpu_by_key
 
     if gpu_key:
         spec = gpu_by_key(gpu_key)
         return from_datasheet(spec, device_name), f"ceilings: datasheet of {spec.name} (--gpu {gpu_key})"
-    calibrated = load_calibrated(device_name)
+    calibrated = load_calibrated(device_name, threads, dtype)
     if calibrated is not None:
         return calibrated, f"ceilings: {calibrated.source} on this device ({cache_path()})"
+    stale = stale_note()
     if on_gpu:
         spec = detect_gpu(device_name)
         if spec is not None:
             return from_datasheet(spec, device_name), (f"ceilings: datasheet of {spec.name}; "
-                                                       "`ttft-profile calibrate` measures this card's own")
-    return None, "no ceilings for this device: run `ttft-profile calibrate` once to get a roofline"
+                                                       + (stale or "`ttft-profile calibrate` measures this card's own"))
+    return None, stale or "no ceilings for this device: run `ttft-profile calibrate` once to get a roofline"

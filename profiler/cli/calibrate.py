@@ -29,7 +29,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the ceilings as JSON")
     args = parser.parse_args(argv)
-    from analyzers.cost.ceilings import save_calibrated
+    from analyzers.cost.ceilings import read_cache, save_calibrated
     from profiler import device as dev
     from profiler.calibrate import calibrate
 
@@ -37,15 +37,33 @@ def run(argv: list[str]) -> int:
     device = dev.resolve_device(args.device)
     info = dev.describe(device)
     with status("calibrating"):
-        ceilings = calibrate(device, info.name)
+        ceilings = calibrate(device, info.name)  # CalibrationRefused: one sentence, nothing saved
+    replaced = read_cache().stale
     path = save_calibrated(ceilings)
     if args.json:
         print(dumps(ceilings.to_dict()))
         return 0
+    _print(ceilings, info, device, path, replaced)
+    return 0
+
+
+def _print(ceilings, info, device: str, path, replaced: int) -> None:
+    d = ceilings.details
     out = console()
     out.print(f"{info.name} ({device})", markup=False)
     for dtype, rate in ceilings.flops_per_s.items():
         out.print(f"  matmul {dtype:9s} {rate / 1e12:8.3f} TFLOP/s (best over sizes)")
-    out.print(f"  copy bandwidth   {ceilings.bytes_per_s / 1e9:8.1f} GB/s (read + write, best over sizes)")
-    out.print(f"saved to {path}; runs on this device now use these ceilings", markup=False)
-    return 0
+    cache = d.get("last_level_cache_bytes")
+    where = f"{cache / 2**20:g} MiB last-level cache" if cache else "last-level cache of unknown size"
+    out.print(f"  copy bandwidth   {ceilings.bytes_per_s / 1e9:8.1f} GB/s (read + write; buffers of "
+              f"{' and '.join(d['copy_bytes_per_s'])}, beyond the {where}: DRAM)", markup=False)
+    settled = d["settled"]
+    out.print(f"each the fastest of batches whose {settled['best_of']} fastest agreed within "
+              f"{100 * settled['worst_spread']:.1f}% (bound {100 * settled['bound']:.0f}%)"
+              + (f"; {d['threads']} threads" if d.get("threads") else ""), markup=False)
+    out.print("a memory floor from this bandwidth is a lower bound only for traffic that does not fit in cache",
+              markup=False)
+    if replaced:
+        out.print(f"replaced {replaced} cache entr{'y' if replaced == 1 else 'ies'} in an older format (measured "
+                  "without stability checks, copies in cache), which runs no longer used", markup=False)
+    out.print(f"saved to {path}; runs on this device with these threads now use these ceilings", markup=False)
