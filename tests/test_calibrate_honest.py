@@ -6,12 +6,15 @@ here by hand (2·n³ FLOPs per n×n matmul, 2 × buffer bytes per copy) and no t
 """
 from __future__ import annotations
 
+import io
 import json
 
+import pandas as pd
 import pytest
 
 from analyzers.cost import ceilings as cache
 from analyzers.cost.ceilings import Ceilings
+from analyzers.jsonout import dumps
 from profiler import calibrate as cal
 from tests.conftest import cli
 
@@ -180,3 +183,83 @@ def test_last_level_cache_from_sysfs(tmp_path, monkeypatch):
     assert cal.copy_sizes("cpu", size) == [128 * MiB, 256 * MiB]
     # nothing readable: sizes from a cache larger than any current one, not from nothing
     assert cal.copy_sizes("cpu", None) == [4 * cal.UNKNOWN_CACHE_BYTES, 8 * cal.UNKNOWN_CACHE_BYTES]
+
+
+# --- no efficiency above 1 without a warning -------------------------------------------------------------
+
+
+def low_ceiling_run(peak: float, bandwidth: float):
+    """The two-of-four-layer tiny-llama run of test_numbers_doc (mlp 13 ms, lm_head 1 ms, norm 0.5 ms in its
+    median repeat), with the ceilings given; and the FLOPs and bytes its roofline counts per component."""
+    from analyzers.tables import compute_tables
+    from tests.test_numbers_doc import synthetic_run
+
+    run = synthetic_run()
+    counts = compute_tables(run).roofline.set_index("component")[["flops", "bytes"]]
+    run.ceilings = Ceilings("test device", {"float32": peak}, bandwidth, "calibrated 2026-11-30").to_dict()
+    return run, counts
+
+
+def test_a_compute_ceiling_below_the_run_is_named_everywhere(tmp_path):
+    from rich.console import Console
+
+    from analyzers.render.summary import run_json
+    from analyzers.render.terminal import render_run
+    from analyzers.store import save_run
+    from analyzers.tables import compute_tables
+
+    mlp_flops = 2 * 3 * 2 * 16 * 256 * 768  # 2 layers x 3 matmuls x 2 FLOPs x 16 tokens x hidden 256 x inter 768
+    run, counts = low_ceiling_run(peak=mlp_flops / 19.5e-3, bandwidth=1e15)  # mlp's floor: 19.5 ms for 13 ms
+    assert counts.loc["mlp", "flops"] == mlp_flops
+    tables = compute_tables(run)
+    roof = tables.roofline.set_index("component")
+    # efficiency = (flops / peak) / measured: mlp 19.5 / 13 = 1.5; lm_head 19.5 x 2097152 / 37748736 / 1 = 1.083
+    assert roof.loc["mlp", "efficiency"] == pytest.approx(1.5)
+    assert roof.loc["lm_head", "efficiency"] == pytest.approx(19.5 * counts.loc["lm_head", "flops"] / mlp_flops)
+    assert set(roof.index[roof["efficiency_warning"]]) == {"mlp", "lm_head"}
+    warning = ("warning: eff 1.50 > 1 (mlp 1.50, lm_head 1.08): the compute ceiling 'calibrated 2026-11-30' "
+               "(0.00194 TFLOP/s float32) is below what this run achieved")
+    assert tables.roofline_note.startswith(warning) and "ttft-profile calibrate` on a quiet machine" in tables.roofline_note
+    out = io.StringIO()
+    render_run(tables, Console(file=out, width=250))
+    printed = out.getvalue()
+    assert warning in printed
+    mlp_line = next(line for line in printed.splitlines() if line.lstrip("│ ").startswith("mlp"))
+    assert ">100%!" in mlp_line and "150%" not in printed
+    data = json.loads(dumps(run_json(tables)))
+    flags = {r["component"]: r["efficiency_warning"] for r in data["roofline"]}
+    assert flags["mlp"] and flags["lm_head"] and not flags["norm"]
+    assert any(n.startswith(warning) for n in data["notices"])
+    save_run(run, tmp_path, tables)
+    csv = pd.read_csv(tmp_path / "roofline.csv").set_index("component")
+    assert csv.loc["mlp", "efficiency_warning"] and not csv.loc["embedding", "efficiency_warning"]
+
+
+def test_a_memory_ceiling_below_the_run_says_the_bytes_may_have_stayed_in_cache():
+    from analyzers.tables import compute_tables
+
+    run, counts = low_ceiling_run(peak=1e18, bandwidth=counts_norm_bandwidth())
+    tables = compute_tables(run)
+    # efficiency = bytes / bandwidth / measured: norm 2.0 by construction, mlp and lm_head by the same rule
+    measured = {"norm": 0.5e-3, "mlp": 13e-3, "lm_head": 1e-3}
+    expected = {c: counts.loc[c, "bytes"] / counts_norm_bandwidth() / s for c, s in measured.items()}
+    roof = tables.roofline.set_index("component")
+    for component, eff in expected.items():
+        assert roof.loc[component, "efficiency"] == pytest.approx(eff) and eff > 1
+    assert set(roof.index[roof["efficiency_warning"]]) == set(expected)
+    note = tables.roofline_note
+    assert note.startswith("warning: eff ") and "the memory ceiling 'calibrated 2026-11-30'" in note
+    assert "may have stayed in cache" in note
+
+
+def counts_norm_bandwidth() -> float:
+    # tiny-llama's norms at 16 tokens move 168,960 bytes; at this bandwidth they take 1 ms, twice their 0.5 ms
+    return 168960 / 1e-3
+
+
+def test_honest_ceilings_print_no_warning():
+    from analyzers.tables import compute_tables
+    from tests.test_numbers_doc import synthetic_run
+
+    tables = compute_tables(synthetic_run())  # 100 GFLOP/s and 10 GB/s: every efficiency under 0.5
+    assert not tables.roofline["efficiency_warning"].any() and tables.roofline_note is None

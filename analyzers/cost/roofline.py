@@ -97,12 +97,41 @@ def effective_ceilings(run) -> tuple[Ceilings, str | None]:
                     f"({100 * scale:.0f}%; {why})")
 
 
+def efficiency_warnings(table: pd.DataFrame, ceilings: Ceilings, dtype: str) -> list[str]:
+    """A line per ceiling (compute, memory) that components beat: an efficiency above 1 is a wrong ceiling.
+
+    A floor is a lower bound, so a measured time under it convicts the ceiling (or the FLOP and
+    byte count), never the kernel; the line names the ceiling, its value and source, and the fix.
+    """
+    over = table[table["efficiency"] > 1]
+    lines = []
+    for bound in ("compute", "memory"):
+        rows = over[over["bound"] == bound].sort_values("efficiency", ascending=False)
+        if rows.empty:
+            continue
+        who = ", ".join(f"{r.component} {r.efficiency:.2f}" for r in rows.itertuples())
+        if bound == "compute":
+            rate = f"{ceilings.peak_flops(dtype) / 1e12:.3g} TFLOP/s {dtype}"
+            hint = "run `ttft-profile calibrate` on a quiet machine"
+        else:
+            rate = f"{ceilings.bytes_per_s / 1e9:.3g} GB/s"
+            hint = ("a DRAM bandwidth bounds only traffic that does not fit in cache, so these bytes may have "
+                    "stayed in cache; otherwise run `ttft-profile calibrate` on a quiet machine")
+        lines.append(f"warning: eff {rows['efficiency'].iloc[0]:.2f} > 1 ({who}): the {bound} ceiling "
+                     f"'{ceilings.source}' ({rate}) is below what this run achieved, so it is wrong here; {hint}")
+    return lines
+
+
 def run_roofline(run, breakdown: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
-    """The roofline of a run that recorded ceilings, against its breakdown's measured ms;
-    and a line saying how the ceilings were adjusted, if they were."""
+    """The roofline of a run that recorded ceilings, against its breakdown's measured ms, with
+    `efficiency_warning` set where a component beat its floor; and the lines saying how the
+    ceilings were adjusted, if they were, and which ceiling is wrong, if one is."""
     measured = breakdown.set_index("component")["ms"].to_dict()
     ceilings, note = effective_ceilings(run)
-    return roofline(run_costs(run), ceilings, run.dtype, measured), note
+    table = roofline(run_costs(run), ceilings, run.dtype, measured)
+    table["efficiency_warning"] = table["efficiency"] > 1  # NaN (nothing measured) compares False
+    lines = ([note] if note else []) + efficiency_warnings(table, ceilings, run.dtype)
+    return table, "\n".join(lines) or None
 
 
 def ttft_floor_ms(table: pd.DataFrame) -> float:

@@ -31,6 +31,13 @@ def headline(run) -> str:
     return ", ".join(parts)
 
 
+def _eff(efficiency: float) -> str:
+    """Above 1 a component beat its floor: the ceiling is wrong, and the cell says so rather than print it."""
+    if not finite(efficiency):
+        return ""
+    return ">100%!" if efficiency > 1 else f"{100 * efficiency:.0f}%"
+
+
 def roofline_cells(roof) -> dict[str, dict[str, str]]:
     """Per component, the cells the breakdown table adds from the roofline."""
     cells = {}
@@ -38,7 +45,7 @@ def roofline_cells(roof) -> dict[str, dict[str, str]]:
         cells[row.component] = {
             "GFLOP": num(row.flops / 1e9), "MB": num(row.bytes / 1e6), "FLOP/B": num(row.intensity),
             "bound": row.bound[:3], "floor ms": num(row.floor_ms),
-            "eff": f"{100 * row.efficiency:.0f}%" if finite(row.efficiency) else "",
+            "eff": _eff(row.efficiency),
             "headroom ms": num(row.headroom_ms),
         }
     return cells
@@ -136,7 +143,7 @@ def summary_lines(tables: RunTables) -> list[str]:
                      f"({100 * limit['floor_ms'] / stats['p50_ms']:.0f}% of measured; {limit['bound']}-bound: "
                      f"{limit['flops'] / 1e9:,.3g} GFLOP at peak, {limit['bytes'] / 1e6:,.4g} MB at bandwidth)")
     if tables.roofline_note:
-        lines.append(tables.roofline_note)
+        lines += tables.roofline_note.splitlines()  # a clock note, then a warning per wrong ceiling
     spread = f"min {ms(stats['min_ms'])}, max {ms(stats['max_ms'])}"
     if "p90_ms" in stats:
         spread += f", p90 {ms(stats['p90_ms'])}"
@@ -159,7 +166,7 @@ def render_run(tables: RunTables, console) -> None:
     _rows(tables, grid)
     console.print(grid)
     for line in summary_lines(tables):
-        console.print(line, markup=False)
+        console.print(line, markup=False, style="yellow" if line.startswith("warning:") else None)
     table = tables.breakdown
     remainder = table[table["component"].isin(REMAINDERS) & table["present"]]["share"].sum()
     if remainder > 0.2:
