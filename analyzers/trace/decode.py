@@ -120,7 +120,7 @@ def decode_frame(data: bytes | bytearray) -> pd.DataFrame | None:
     After the parse, every per-event step is C-level, never a Python loop, and the Structs are
     walked once: `astuple` lays every event's fields end to end in one object array, whose
     columns are then strided views (the same for `args`). Measured on the benchmark trace,
-    parse 0.14 s, then 0.22 s for everything else; one `map(attrgetter(field))` per column
+    parse 0.17 s, then ~0.2 s for everything else; one `map(attrgetter(field))` per column
     took 0.20 s more, because each pass over 200k Structs scattered over ~100 MiB pays its
     cache misses again, and slicing a flat list took 0.04 s more than views, because every
     slice touches every element's reference count.
