@@ -41,7 +41,33 @@ def truncated_config(config: dict, layers: int | None) -> tuple[dict, int, int]:
     return out, layers, total
 
 
-def estimate_bytes(config: dict, seq_len: int, batch: int, dtype: str, attn: str) -> int:
+def sdpa_math_fallback(config: dict, dtype: str, attn: str, device: str) -> bool:
+    """Whether SDPA runs its math kernel here: float32 with grouped-query attention on a GPU.
+
+    On CUDA, flash and cuDNN attention take 16-bit inputs only and the memory-efficient kernel
+    does not take grouped KV heads (torch's sdp_utils), while transformers passes enable_gqa
+    whenever there is no mask and head_dim <= 256; what is left is the math kernel, which
+    materialises the [b, H, n, n] scores. A CPU has a float32 flash kernel that takes GQA.
+    """
+    if attn != "sdpa" or dtype != "float32" or not device.startswith("cuda"):
+        return False
+    d, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    kv = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or d // heads)
+    return kv < heads and head_dim <= 256
+
+
+def math_fallback_notice(config: dict, dtype: str, attn: str, device: str) -> str | None:
+    if not sdpa_math_fallback(config, dtype, attn, device):
+        return None
+    heads, kv = int(config["num_attention_heads"]), int(config["num_key_value_heads"])
+    return (f"note: float32 with grouped-query attention ({heads} query heads, {kv} KV heads) has no fused SDPA "
+            "kernel on a GPU (flash and cuDNN need 16-bit, memory-efficient has no GQA), so attention runs "
+            "the math kernel: n x n scores in memory and time that grows with n squared. bfloat16 keeps "
+            "the fused kernels.")
+
+
+def estimate_bytes(config: dict, seq_len: int, batch: int, dtype: str, attn: str, device: str = "cuda") -> int:
     """Rough peak memory of a prefill: weights, KV cache and the largest live activations."""
     e = dtype_bytes(dtype)
     d = int(config["hidden_size"])
@@ -60,14 +86,23 @@ def estimate_bytes(config: dict, seq_len: int, batch: int, dtype: str, attn: str
     if attn == "eager":
         # Scores and their float32 softmax are materialised, [b, H, n, n].
         activations += batch * heads * seq_len * seq_len * (e + 4)
+    elif sdpa_math_fallback(config, dtype, attn, device):
+        # SDPA's math kernel: K and V repeated to every query head, the [b, H, n, n] scores and their
+        # softmax alive together, and the [n, n] causal mask as a float bias.
+        activations += 2 * tokens * heads * h * e + 2 * batch * heads * seq_len * seq_len * e + seq_len * seq_len * e
     return int(weights + kv_cache + activations)
 
 
-def check_fits(needed: int, available: int | None, device: str) -> None:
+def check_fits(needed: int, available: int | None, device: str, math_fallback: bool = False) -> None:
+    """Refuse in a sentence a run that cannot fit; with SDPA's math kernel in play, say that it is the cause."""
     if available is not None and needed > available:
+        fix = "profile fewer layers (`layers`) or a shorter `seq_len`"
+        if math_fallback:
+            fix = ("attention runs SDPA's math kernel (float32 with grouped-query attention), whose n x n scores "
+                   "dominate: use `dtype` bfloat16, or " + fix)
         raise InputError(
             f"this run needs roughly {needed / 2**30:.1f} GiB on {device} but {available / 2**30:.1f} GiB is free; "
-            "profile fewer layers (`layers`) or a shorter `seq_len`."
+            f"{fix}."
         )
 
 

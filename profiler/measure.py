@@ -9,6 +9,7 @@ more prefill does, for the picture.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import platform
 import sys
@@ -73,6 +74,10 @@ class Measured:
     cold_ns: int | None = None
     traced: dict = field(default_factory=dict)
     raw_trace: str | None = None
+    host_rows: list[dict] = field(default_factory=list)  # host ns per range (device-clock recorders)
+    recorder_stats: list[dict] = field(default_factory=list)  # per measured repeat: events, device wait
+    notices: list[str] = field(default_factory=list)
+    trace_meta: dict = field(default_factory=dict)
 
 
 def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None, recorder=None,
@@ -89,6 +94,7 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
     """
     import torch
 
+    from profiler.device import device_context
     from profiler.recorders import default_recorder
     from profiler.telemetry import start_sampler
 
@@ -98,7 +104,7 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
         os.makedirs(trace_dir, exist_ok=True)  # fail now, not after every prefill has run
     sampler = start_sampler(call.device, timing.telemetry_interval_ms)
     try:
-        with torch.inference_mode(), instrument(model, call.recorder) as info:
+        with device_context(call.device), torch.inference_mode(), instrument(model, call.recorder) as info:
             measured = _timed_repeats(call, timing, progress, sampler.wants_spans and call.recorder.host_spans)
             if trace_dir is not None:
                 _traced_repeat(call, trace_dir, measured)
@@ -109,7 +115,7 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
     wanted = sampler.wants_spans and call.recorder.host_spans
     telemetry, rows = sampler.summary(measured.marks, measured.spans if wanted else None), sampler.samples()
     if measured.raw_trace is not None:
-        _finish_trace(measured.raw_trace, trace_dir, measured.traced["profiled_ttft_ns"], rows)
+        _finish_trace(measured.raw_trace, trace_dir, measured.trace_meta, rows)
     return _run(model, call, timing, measured, sorted(info.components | set(PREFILL_RANGES)), origin,
                 telemetry=telemetry, telemetry_samples=rows)
 
@@ -128,7 +134,7 @@ def _prepare(model, timing: Timing, recorder) -> PrefillCall:
     on_gpu = device.startswith("cuda")
     kwargs = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
     return PrefillCall(model, ids_host, device, recorder, timing.sampling.make(device),
-                       torch.cuda.synchronize if on_gpu else _no_sync, kwargs,
+                       functools.partial(torch.cuda.synchronize, device) if on_gpu else _no_sync, kwargs,
                        DeviceMarks() if on_gpu else HostMarks())
 
 
@@ -159,6 +165,8 @@ def _timed_repeats(call: PrefillCall, timing: Timing, progress: Progress | None,
             out.cold_ns = ns
         if measured:
             out.rows.extend(range_rows(times, len(out.samples)))
+            out.host_rows.extend(range_rows(rec.take_host(), len(out.samples)))
+            out.recorder_stats.append(rec.stats())
             out.samples.append(ns)
             out.marks.append(mark)
             if log_spans:
@@ -177,28 +185,44 @@ def range_rows(times: dict, repeat: int) -> list[dict]:
 
 def _traced_repeat(call: PrefillCall, trace_dir: str, out: Measured) -> None:
     """One prefill under torch.profiler; its own range times are kept to check the trace against.
-    The raw trace is finished later, once the telemetry that covers it has stopped."""
-    from profiler.capture import profiled_call
+    The raw trace is finished later, once the telemetry that covers it has stopped. A GPU trace
+    without kernels (a profiling tool holds CUPTI) is said, before and after, never passed off."""
+    import time
+
+    from profiler.capture import empty_device_notice, profiled_call, tool_notice
 
     raw = os.path.join(trace_dir, ".trace.raw.json")
+    _say(out, tool_notice(call.device, nvtx_only=False))
     try:
-        ns, keep, _mark = profiled_call(lambda: _once(call), call.device.startswith("cuda"), raw)
+        ns, keep, mark = profiled_call(lambda: _once(call), call.device, raw)
+        _say(out, empty_device_notice(call.device, raw))
     except BaseException:
         if os.path.exists(raw):
             os.remove(raw)
         raise
+    wall_minus_perf = time.time_ns() - time.perf_counter_ns()
     del keep
     out.traced = {"profiled_ttft_ns": ns, "profiled_component_ns": range_rows(call.recorder.take(), 0),
                   "trace_file": "trace.json.gz"}
+    # The phase edges of the traced prefill on the trace's clock (wall ns); on a GPU they are CUDA
+    # events, so a phase track drawn from them sits where the device ran, not where the host launched.
+    out.trace_meta = {"profiled_ttft_ns": ns, "producer": "ttft-profile", "phase_clock": call.recorder.timing,
+                      "phase_marks_unix_ns": [m + wall_minus_perf for m in mark]}
     out.raw_trace = raw
 
 
-def _finish_trace(raw: str, trace_dir: str, profiled_ns: int, telemetry_rows: list[dict]) -> None:
+def _say(out: Measured, notice: str | None) -> None:
+    """A warning the run keeps, printed once on stderr as it happens."""
+    if notice is not None and notice not in out.notices:
+        print(notice, file=sys.stderr)
+        out.notices.append(notice)
+
+
+def _finish_trace(raw: str, trace_dir: str, metadata: dict, telemetry_rows: list[dict]) -> None:
     from analyzers.trace.export import finalize_trace
 
     try:
-        finalize_trace(raw, os.path.join(trace_dir, "trace.json.gz"), counters=telemetry_rows,
-                       metadata={"profiled_ttft_ns": profiled_ns, "producer": "ttft-profile"})
+        finalize_trace(raw, os.path.join(trace_dir, "trace.json.gz"), counters=telemetry_rows, metadata=metadata)
     finally:
         if os.path.exists(raw):
             os.remove(raw)
@@ -223,7 +247,7 @@ def _run(model, call: PrefillCall, timing: Timing, measured: Measured, present: 
     built = int(getattr(config, "num_hidden_layers", 0) or 0)
     origin = origin or ModelOrigin(name=getattr(config, "_name_or_path", "") or type(model).__name__,
                                    origin=type(model).__name__)
-    return Run(
+    run = Run(
         model=origin.name, seq_len=timing.seq_len, batch=timing.batch, dtype=model_device_dtype(model)[1],
         device=call.device, device_name=describe(call.device).name,
         attn=str(getattr(config, "_attn_implementation", "unknown")), warmup=timing.warmup, repeat=timing.repeat,
@@ -235,4 +259,32 @@ def _run(model, call: PrefillCall, timing: Timing, measured: Measured, present: 
         config=origin.config if origin.config is not None else (config.to_dict() if hasattr(config, "to_dict") else {}),
         versions=_versions(), command=list(origin.command) or list(sys.argv),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        notices=list(origin.notices), ceilings=origin.ceilings, **measured.traced, **telemetry)
+        notices=list(origin.notices), ceilings=origin.ceilings,
+        **measured.traced, **_device_fields(call, measured), **telemetry)
+    run.notices.extend(n for n in _device_notices(run, call, measured) if n not in run.notices)
+    return run
+
+
+def _device_fields(call: PrefillCall, measured: Measured) -> dict:
+    """What a run records beside its times: precision switches, the device's top clocks, the recorder's own cost."""
+    from profiler.device import precision_settings
+    from profiler.telemetry import nvml_target
+    from profiler.telemetry.nvml import max_clocks_mhz
+
+    stats = [s for s in measured.recorder_stats if s]
+    recorder = {}
+    if stats:
+        recorder = {"edges_per_prefill": stats[-1]["boundaries"], "events_per_prefill": stats[-1]["events"],
+                    "share_within_ns": stats[-1]["share_within_ns"],
+                    "device_wait_ns": [s.get("device_wait_ns", 0) for s in stats]}
+    clocks = max_clocks_mhz(nvml_target(call.device)) if call.device.startswith("cuda") else {}
+    return {"precision": precision_settings(), "max_clocks_mhz": clocks, "host_component_ns": measured.host_rows,
+            "recorder_stats": recorder}
+
+
+def _device_notices(run: Run, call: PrefillCall, measured: Measured) -> list[str]:
+    """The run's caveats found while measuring: precision, emitters, an empty GPU trace."""
+    from profiler.device import precision_notice
+
+    found = [precision_notice(run.precision, run.dtype, run.device), *call.recorder.notices, *measured.notices]
+    return [n for n in found if n]

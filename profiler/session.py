@@ -88,14 +88,17 @@ class Session:
         notices = check_against_config(settings, source.config)
         config, built, total = builder.truncated_config(source.config, settings.layers)
         device = dev.resolve_device(settings.device)
+        dev.use_device(device)  # cuda:N is the current device for the whole session: events, syncs, allocations
         dtype = dev.resolve_dtype(settings.dtype, device, config.get("torch_dtype") or config.get("dtype"))
         dev.check_dtype_runs(dtype, device)
         info = dev.describe(device)
-        needed = builder.estimate_bytes(config, max(settings.seq_lens), settings.batch, dtype, settings.attn)
-        builder.check_fits(needed, info.available_memory_bytes, device)
+        needed = builder.estimate_bytes(config, max(settings.seq_lens), settings.batch, dtype, settings.attn, device)
+        builder.check_fits(needed, info.available_memory_bytes, device,
+                           builder.sdpa_math_fallback(config, dtype, settings.attn, device))
         ceilings = _ceilings(settings, info.name, device, dtype)
+        fallback = builder.math_fallback_notice(config, dtype, settings.attn, device)
         return cls(settings, source, built, total, device, dtype, info, ceilings, needed,
-                   notices + _notices(source, built, total))
+                   notices + _notices(source, built, total) + ([fallback] if fallback else []))
 
     def announce(self) -> None:
         """Notices go to stderr, so `--json` keeps stdout to JSON alone."""

@@ -69,8 +69,9 @@ CONSTANTS = dict(
     NVML_VALUE_TYPE_UNSIGNED_SHORT=6,
     NVML_GPM_METRIC_SM_UTIL=2, NVML_GPM_METRIC_SM_OCCUPANCY=3, NVML_GPM_METRIC_ANY_TENSOR_UTIL=5,
     NVML_GPM_METRIC_DRAM_BW_UTIL=10, NVML_GPM_METRIC_MAX=477, NVML_GPM_METRICS_GET_VERSION=1,
-    NVML_GPM_SUPPORT_VERSION=1,
+    NVML_GPM_SUPPORT_VERSION=1, NVML_FI_DEV_POWER_INSTANT=186, NVML_FI_DEV_POWER_AVERAGE=185,
 )
+POWER_INSTANT = CONSTANTS["NVML_FI_DEV_POWER_INSTANT"]
 SM, MEM = CONSTANTS["NVML_CLOCK_SM"], CONSTANTS["NVML_CLOCK_MEM"]
 GPU_SAMPLES, MEM_SAMPLES = CONSTANTS["NVML_GPU_UTILIZATION_SAMPLES"], CONSTANTS["NVML_MEMORY_UTILIZATION_SAMPLES"]
 GPM_IDS = {name: CONSTANTS[name] for name in CONSTANTS if name.startswith("NVML_GPM_METRIC_") and name != "NVML_GPM_METRIC_MAX"}
@@ -88,6 +89,8 @@ class GpmMetricsGet:
 DEFAULTS: dict[Any, Any] = {
     ("nvmlDeviceGetClockInfo", SM): 1980, ("nvmlDeviceGetClockInfo", MEM): 2619,
     "nvmlDeviceGetPowerUsage": 350_000,  # mW
+    ("nvmlDeviceGetFieldValues", POWER_INSTANT): 350_000,  # mW
+    ("nvmlDeviceGetMaxClockInfo", SM): 1980, ("nvmlDeviceGetMaxClockInfo", MEM): 2619,
     "nvmlDeviceGetTemperatureV": 61, "nvmlDeviceGetTemperature": 61,
     "nvmlDeviceGetMemoryInfo": 8 * 2**30,  # used bytes
     "nvmlDeviceGetCurrentClocksEventReasons": 0x4, "nvmlDeviceGetCurrentClocksThrottleReasons": 0x4,
@@ -100,8 +103,11 @@ class FakeNVML:
     """One fake driver with one or more GPUs.
 
     values: key -> value, or list of values per call; a key is a function name, or
-      (name, clock type) for nvmlDeviceGetClockInfo; "gpm" maps metric id -> value(s).
-    fail: key -> error code on every call, or {call index: code}.
+      (name, clock type) for nvmlDeviceGetClockInfo and nvmlDeviceGetMaxClockInfo, or
+      ("nvmlDeviceGetFieldValues", field id); "gpm" maps metric id -> value(s).
+    fail: key -> error code on every call, or {call index: code}. "nvmlDeviceGetFieldValues" fails
+      the whole call; ("nvmlDeviceGetFieldValues", field id) sets that field's nvmlReturn, as the
+      driver does for a field it does not have.
     missing: function names the module lacks (AttributeError, as an older nvidia-ml-py).
     buffer: sample type -> [(timestamp µs, value)] the driver keeps, or None: no sample buffer.
     gpm: whether nvmlGpmQueryDeviceSupport says the device supports GPM.
@@ -168,6 +174,24 @@ class FakeNVML:
 
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
         return self._call("nvmlDeviceGetPowerUsage")
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, field_ids: list) -> list[SimpleNamespace]:
+        """As pynvml: one nvmlFieldValue_t per id ((id, scope) pairs allowed); a field's failure is in its struct."""
+        self._call("nvmlDeviceGetFieldValues")
+        out = []
+        for field_id in field_ids:
+            field_id, scope = field_id if isinstance(field_id, tuple) else (field_id, 0)
+            try:
+                value, code = self._call(("nvmlDeviceGetFieldValues", field_id)), NVML_SUCCESS
+            except NVMLError as exc:
+                value, code = 0, exc.value
+            out.append(SimpleNamespace(fieldId=field_id, scopeId=scope, timestamp=0, latencyUsec=0,
+                                       valueType=CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"], nvmlReturn=code,
+                                       value=SimpleNamespace(uiVal=value)))
+        return out
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: Any, clock_type: int) -> int:
+        return self._call(("nvmlDeviceGetMaxClockInfo", clock_type))
 
     def nvmlDeviceGetTemperatureV(self, handle: Any, sensor: int, version: int = 0x100000C) -> int:
         return self._call("nvmlDeviceGetTemperatureV")

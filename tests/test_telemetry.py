@@ -22,7 +22,7 @@ from analyzers.telemetry.samples import write_samples_csv as write_csv
 from profiler.telemetry import THREAD_NAME, Clocks, NullSampler, Sampler, start_sampler
 from profiler.telemetry import nvml as nvml_source
 from tests import fake_nvml
-from tests.fake_nvml import GPU_SAMPLES, MEM_SAMPLES, SM, FakeNVML
+from tests.fake_nvml import GPU_SAMPLES, MEM_SAMPLES, POWER_INSTANT, SM, FakeNVML
 
 T0 = 1_700_000_000_000_000_000  # wall clock ns of the first sample
 STEP = 50_000_000  # 50 ms between fake clock readings
@@ -64,7 +64,7 @@ def test_fake_and_sampler_use_real_nvidia_ml_py_names():
     for name in dir(FakeNVML):
         if name.startswith(("nvml", "c_nvml")):
             assert hasattr(pynvml, name), name
-    used = [a for p in nvml_source.POLLED for a in p.functions + p.args]
+    used = [a for p in nvml_source.POLLED for c in p.calls for a in (c.function, *c.args)]
     used += [c for _, c, _ in nvml_source.UTILISATION] + [c for _, c in nvml_source.GPM_METRICS]
     used += [c for c, _ in nvml_source.SAMPLE_VALUE_FIELDS] + list(nvml_source.ABSENT_ERRORS)
     assert [name for name in used if not hasattr(pynvml, name)] == []
@@ -126,7 +126,7 @@ def test_gpu_without_gpm_has_no_gpm_rows_and_no_error():
 
 def test_nvml_error_mid_run_is_a_gap_and_sampling_continues():
     fake = FakeNVML(fail={("nvmlDeviceGetClockInfo", SM): {1: fake_nvml.NVML_ERROR_UNKNOWN},
-                          "nvmlDeviceGetPowerUsage": {2: fake_nvml.NVML_ERROR_GPU_IS_LOST},
+                          "nvmlDeviceGetFieldValues": {2: fake_nvml.NVML_ERROR_GPU_IS_LOST},
                           "nvmlGpmSampleGet": {1: fake_nvml.NVML_ERROR_UNKNOWN}})
     s = sampler(fake)
     rows = run(s, ticks=6)
@@ -152,11 +152,54 @@ def test_gpm_metric_failing_inside_metrics_get_is_a_gap_for_that_metric_only():
 
 
 def test_unsupported_metric_is_left_out_not_a_gap():
-    fake = FakeNVML(fail={"nvmlDeviceGetPowerUsage": fake_nvml.NVML_ERROR_NOT_SUPPORTED})
+    fake = FakeNVML(fail={("nvmlDeviceGetFieldValues", POWER_INSTANT): fake_nvml.NVML_ERROR_NOT_SUPPORTED,
+                          "nvmlDeviceGetPowerUsage": fake_nvml.NVML_ERROR_NOT_SUPPORTED})
     s = sampler(fake)
     rows = run(s)
     assert track(rows, "power_w") == [] and s.unsupported == ["power_w"] and s.gaps == {}
     assert fake.calls["nvmlDeviceGetPowerUsage"] == 1  # asked once, not every tick
+    assert fake.calls["nvmlDeviceGetFieldValues"] == 1
+
+
+# -- power: instantaneous where the driver has it, the 1-s average labelled as one elsewhere --------
+def test_power_is_the_instantaneous_field_and_the_notes_say_so():
+    fake = FakeNVML(values={("nvmlDeviceGetFieldValues", POWER_INSTANT): [410_000, 655_500, 300_000, 290_000],
+                            "nvmlDeviceGetPowerUsage": 350_000})
+    s = sampler(fake)
+    rows = run(s)
+    assert [v for _, v in track(rows, "power_w")] == [410.0, 655.5, 300.0, 290.0]
+    assert fake.calls["nvmlDeviceGetPowerUsage"] == 0
+    assert nvml_source.POWER_INSTANT_NOTE in s.notes and nvml_source.POWER_AVERAGE_NOTE not in s.notes
+
+
+@pytest.mark.parametrize("how", ["field not offered", "library without the call"])
+def test_power_falls_back_to_the_one_second_average_and_labels_it(how):
+    if how == "field not offered":  # the call works, the field's own nvmlReturn says NOT_SUPPORTED (pre-Ampere)
+        fake = FakeNVML(fail={("nvmlDeviceGetFieldValues", POWER_INSTANT): fake_nvml.NVML_ERROR_NOT_SUPPORTED})
+    else:
+        fake = FakeNVML(missing=("nvmlDeviceGetFieldValues",))
+    s = sampler(fake)
+    rows = run(s)
+    assert track(rows, "power_w") == [(t, 350.0) for t in (0, STEP, 2 * STEP, 3 * STEP)]
+    assert nvml_source.POWER_AVERAGE_NOTE in s.notes and nvml_source.POWER_INSTANT_NOTE not in s.notes
+    assert s.gaps == {} and s.unsupported == []
+
+
+def test_utilisation_is_named_kernel_activity_in_the_notes_and_gpm_is_kept():
+    s = sampler(FakeNVML())
+    rows = run(s)
+    assert s.notes.count(nvml_source.UTILISATION_NOTE) == 1
+    assert "any kernel ran" in nvml_source.UTILISATION_NOTE and "not the share of SMs" in nvml_source.UTILISATION_NOTE
+    assert {"gpm_sm_util_pct", "gpm_dram_bw_util_pct"} <= {r["metric"] for r in rows}
+
+
+def test_max_clocks_from_nvml_and_nothing_without_it():
+    assert nvml_source.max_clocks_mhz(0, FakeNVML()) == {"sm": 1980.0, "mem": 2619.0}
+    assert nvml_source.max_clocks_mhz(0, FakeNVML(init_error=fake_nvml.NVML_ERROR_DRIVER_NOT_LOADED)) == {}
+    assert nvml_source.max_clocks_mhz(5, FakeNVML()) == {}  # no such device
+    assert nvml_source.max_clocks_mhz(None) == {}  # a CPU
+    fake = FakeNVML(missing=("nvmlDeviceGetMaxClockInfo",))
+    assert nvml_source.max_clocks_mhz(0, fake) == {} and fake.initialised == 0
 
 
 def test_older_driver_and_library_fall_back_to_the_older_calls():
@@ -317,7 +360,8 @@ def test_only_a_process_sampler_on_a_cpu_wants_spans():
     assert [s.wants_spans for s in (nvml, process_for_gpu, process_for_cpu)] == [False, False, True]
     summary = nvml.summary([(0, STEP, 2 * STEP, 3 * STEP, 4 * STEP)], None)
     assert summary["kind"] == "nvml" and summary["device"] == "nvml:0" and summary["window_ms"] == 150.0
-    assert summary["gaps"] == {} and summary["unsupported"] == [] and summary["notes"] == []
+    assert summary["gaps"] == {} and summary["unsupported"] == []
+    assert summary["notes"] == [nvml_source.POWER_INSTANT_NOTE, nvml_source.UTILISATION_NOTE]  # what was read
 
 
 # -- nvml.csv ---------------------------------------------------------------------------------

@@ -19,12 +19,15 @@ class Recorder(Protocol):
     host_spans: bool  # whether `spans` can hold host-clock spans (telemetry per component)
     layer: int | None  # the decoder layer being run, for module-level functions
     spans: list | None  # (key, start_ns, end_ns, depth) per range when a caller asks, else None
+    notices: list[str]  # lines the run should carry (a missing nvtx package)
 
     def push(self, key: RangeKey) -> None: ...
     def pop(self) -> None: ...
     def pop_if(self, key: RangeKey) -> None: ...
     def unwind(self) -> None: ...
     def take(self) -> dict[RangeKey, tuple[int, int]]: ...
+    def take_host(self) -> dict[RangeKey, tuple[int, int]]: ...  # host ns per range where `take` is not host time
+    def stats(self) -> dict: ...  # the last take's bookkeeping (events recorded, device wait moved out)
 
 
 class NullRecorder:
@@ -36,6 +39,7 @@ class NullRecorder:
     def __init__(self) -> None:
         self.layer: int | None = None
         self.spans: list | None = None
+        self.notices: list[str] = []
 
     def push(self, key: RangeKey) -> None:
         pass
@@ -52,13 +56,24 @@ class NullRecorder:
     def take(self) -> dict[RangeKey, tuple[int, int]]:
         return {}
 
+    def take_host(self) -> dict[RangeKey, tuple[int, int]]:
+        return {}
+
+    def stats(self) -> dict:
+        return {}
+
 
 def default_recorder(device: str, record_function_on: bool = True) -> Recorder:
-    """CUDA events on a GPU (host time there measures launches, not work), the host clock elsewhere."""
-    if device.startswith("cuda"):
-        from profiler.recorders.cuda import EventRangeRecorder
+    """CUDA events on a GPU (host time there measures launches, not work), the host clock elsewhere.
 
-        return EventRangeRecorder(record_function_on=record_function_on)
+    On a GPU two range edges share one event when the host gap between them is under half the
+    cheapest kernel launch measured here: nothing can have been queued in between.
+    """
+    if device.startswith("cuda"):
+        from profiler.recorders.cuda import EventRangeRecorder, launch_floor_ns
+
+        return EventRangeRecorder(record_function_on=record_function_on,
+                                  share_within_ns=launch_floor_ns(device) // 2)
     from profiler.recorders.host import RangeRecorder
 
     return RangeRecorder(record_function_on=record_function_on)

@@ -7,12 +7,25 @@ records), and computes exclusive time on the fly rather than storing every span.
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable
 
 from analyzers.vocabulary import COLOURS, HOST_TIMING, NVTX_DOMAIN, RangeKey
 
 Clock = Callable[[], int]
+
+NVTX_MISSING = ("warning: the nvtx package is not installed, so no NVTX ranges are emitted (Nsight Systems "
+                "will show no ttft/ ranges); install it with `pip install nvtx`")
+_nvtx_warned = [False]  # one warning line per process, however many recorders are made
+
+
+def _nvtx_missing() -> str:
+    """Say once on stderr that NVTX ranges will not exist: without it they vanish without a trace."""
+    if not _nvtx_warned[0]:
+        _nvtx_warned[0] = True
+        print(NVTX_MISSING, file=sys.stderr)
+    return NVTX_MISSING
 
 
 class _Emitters:
@@ -21,6 +34,7 @@ class _Emitters:
     def __init__(self, nvtx_on: bool, record_function_on: bool):
         self._domain = None
         self._attrs: dict[RangeKey, object] = {}
+        self.notices: list[str] = []  # what the run should say about these emitters (nvtx missing)
         if nvtx_on:
             try:
                 import nvtx
@@ -32,6 +46,7 @@ class _Emitters:
                     self._domain = domain
             except ImportError:
                 self._domain = None
+                self.notices.append(_nvtx_missing())
         self._record_function = None
         self._profiling = None
         self._ranges: dict[RangeKey, object] = {}
@@ -107,6 +122,11 @@ class RangeRecorder:
         self.spans: list[tuple] | None = None
 
     @property
+    def notices(self) -> list[str]:
+        """Lines the run should carry about how its ranges were emitted (a missing nvtx package)."""
+        return list(self._emit.notices)
+
+    @property
     def depth(self) -> int:
         return len(self._stack)
 
@@ -163,3 +183,11 @@ class RangeRecorder:
         out = {k: (v[0], v[1]) for k, v in self.totals.items()}
         self.totals = {}
         return out
+
+    def take_host(self) -> dict[RangeKey, tuple[int, int]]:
+        """Host cost per range since the last take: on the host clock it is `take()` itself, so nothing extra."""
+        return {}
+
+    def stats(self) -> dict:
+        """What the last `take()` knows about its own bookkeeping; the host clock has nothing to add."""
+        return {}

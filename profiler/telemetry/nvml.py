@@ -5,6 +5,13 @@ cap halfway through the repeats; NVML does. An NVML call failing mid-run is a
 gap, never the end of the run. An error seen before a metric ever worked means
 the driver or GPU does not offer it: the metric is left out (or an older
 driver's fallback tried) instead of filling the run with gaps.
+
+Two NVML readings are not what their names suggest, and the run says which
+was read (`notes`): nvmlDeviceGetPowerUsage is a one-second average on Ampere
+and newer, so power is read from the instantaneous field where the driver has
+it; and "utilisation" is the share of a driver window in which any kernel ran
+(memory: any access), not how much of the SMs or bandwidth was used. GPM's
+metrics are that, where the GPU has GPM.
 """
 from __future__ import annotations
 
@@ -20,23 +27,46 @@ GPM_MIN_INTERVAL_NS = 100_000_000
 
 
 @dataclass(frozen=True)
+class Call:
+    """One way to read a metric: an NVML function and the constants passed after the handle."""
+
+    function: str
+    args: tuple[str, ...] = ()  # names of NVML constants; with `field_value`, NVML field ids
+    convert: Callable[[Any], float] = float
+    field_value: bool = False  # read one field through nvmlDeviceGetFieldValues
+    note: str | None = None  # what the metric holds when read this way, for the run's notes
+
+
+@dataclass(frozen=True)
 class Polled:
-    """One metric read by one NVML call per tick; later `functions` are fallbacks for older drivers."""
+    """One metric read by one NVML call per tick; later `calls` are fallbacks for older drivers and GPUs."""
 
     metric: str
-    functions: tuple[str, ...]
-    args: tuple[str, ...]  # names of NVML constants passed after the handle
-    convert: Callable[[Any], float]
+    calls: tuple[Call, ...]
 
+
+def _milliwatts(mw: Any) -> float:
+    return mw / 1000.0
+
+
+POWER_INSTANT_NOTE = "power_w is instantaneous power (NVML field NVML_FI_DEV_POWER_INSTANT)"
+POWER_AVERAGE_NOTE = ("power_w is nvmlDeviceGetPowerUsage, a one-second average on Ampere and newer (this driver "
+                      "or GPU has no instantaneous power field): it lags and smooths phases shorter than a second")
+UTILISATION_NOTE = ("gpu_util_pct and mem_util_pct are NVML utilisation: the share of each driver sample window "
+                    "in which any kernel ran (memory: any read or write), not the share of SMs or bandwidth "
+                    "used; gpm_sm_util_pct and gpm_dram_bw_util_pct measure those where the GPU has GPM")
 
 POLLED: tuple[Polled, ...] = (
-    Polled("sm_clock_mhz", ("nvmlDeviceGetClockInfo",), ("NVML_CLOCK_SM",), float),
-    Polled("mem_clock_mhz", ("nvmlDeviceGetClockInfo",), ("NVML_CLOCK_MEM",), float),
-    Polled("power_w", ("nvmlDeviceGetPowerUsage",), (), lambda mw: mw / 1000.0),
-    Polled("temp_c", ("nvmlDeviceGetTemperatureV", "nvmlDeviceGetTemperature"), ("NVML_TEMPERATURE_GPU",), float),
-    Polled("mem_used_bytes", ("nvmlDeviceGetMemoryInfo",), (), lambda mem: int(mem.used)),
-    Polled("clock_event_reasons",
-           ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"), (), int),
+    Polled("sm_clock_mhz", (Call("nvmlDeviceGetClockInfo", ("NVML_CLOCK_SM",)),)),
+    Polled("mem_clock_mhz", (Call("nvmlDeviceGetClockInfo", ("NVML_CLOCK_MEM",)),)),
+    Polled("power_w", (Call("nvmlDeviceGetFieldValues", ("NVML_FI_DEV_POWER_INSTANT",), _milliwatts, True,
+                            POWER_INSTANT_NOTE),
+                       Call("nvmlDeviceGetPowerUsage", (), _milliwatts, note=POWER_AVERAGE_NOTE))),
+    Polled("temp_c", (Call("nvmlDeviceGetTemperatureV", ("NVML_TEMPERATURE_GPU",)),
+                      Call("nvmlDeviceGetTemperature", ("NVML_TEMPERATURE_GPU",)))),
+    Polled("mem_used_bytes", (Call("nvmlDeviceGetMemoryInfo", (), lambda mem: int(mem.used)),)),
+    Polled("clock_event_reasons", (Call("nvmlDeviceGetCurrentClocksEventReasons", (), int),
+                                   Call("nvmlDeviceGetCurrentClocksThrottleReasons", (), int))),
 )
 # (metric, nvmlDeviceGetSamples type, field of nvmlDeviceGetUtilizationRates when the buffer is not offered)
 UTILISATION: tuple[tuple[str, str, str], ...] = (
@@ -74,7 +104,7 @@ class NvmlSource:
         self._module = module
         self._nvml: Any = None  # the module once NVML is initialised, with the device's handle
         self._handle: Any = None
-        self._polled: dict[str, int] = {}  # metric -> index into Polled.functions in use
+        self._polled: dict[str, int] = {}  # metric -> index into Polled.calls in use
         self._resolved: set[str] = set()
         self._util_mode: dict[str, str] = {}  # metric -> "buffer" | "poll"
         self._last_seen_us: dict[str, int] = {}
@@ -149,20 +179,38 @@ class NvmlSource:
             return True
         return any(isinstance(exc, cls) for cls in (getattr(self._nvml, n, None) for n in ABSENT_ERRORS) if cls)
 
+    def _note(self, text: str | None) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
+
+    def _call(self, call: Call) -> Any:
+        nvml = self._nvml
+        args = [getattr(nvml, a) for a in call.args]
+        if not call.field_value:
+            return getattr(nvml, call.function)(self._handle, *args)
+        value = getattr(nvml, call.function)(self._handle, args)[0]
+        if int(value.nvmlReturn) != nvml.NVML_SUCCESS:  # the call worked, this field did not
+            raise nvml.NVMLError(int(value.nvmlReturn))
+        field = next((f for name, f in SAMPLE_VALUE_FIELDS if getattr(nvml, name, None) == value.valueType), "uiVal")
+        return getattr(value.value, field)
+
     def _read_polled(self, spec: Polled, t: int, p: int, add: Add, gap: Gap) -> None:
         nvml = self._nvml
         while spec.metric not in self.unsupported:
             index = self._polled.get(spec.metric, 0)
+            call = spec.calls[index]
             try:
-                raw = getattr(nvml, spec.functions[index])(self._handle, *(getattr(nvml, a) for a in spec.args))
+                raw = self._call(call)
             except (AttributeError, nvml.NVMLError) as exc:
-                if spec.metric not in self._resolved and self._absent(exc) and index + 1 < len(spec.functions):
+                if spec.metric not in self._resolved and self._absent(exc) and index + 1 < len(spec.calls):
                     self._polled[spec.metric] = index + 1
                     continue
                 self._failed(t, p, spec.metric, exc, gap)
                 return
+            if spec.metric not in self._resolved:
+                self._note(call.note)
             self._resolved.add(spec.metric)
-            add(t, p, spec.metric, spec.convert(raw))
+            add(t, p, spec.metric, call.convert(raw))
             return
 
     def _read_utilisation(self, t: int, p: int, add: Add, gap: Gap) -> None:
@@ -190,6 +238,7 @@ class NvmlSource:
                 self._failed(t, p, metric, rates, gap)
             else:
                 self._resolved.add(metric)
+                self._note(UTILISATION_NOTE)
                 add(t, p, metric, float(getattr(rates, field)))
 
     def _read_buffer(self, metric: str, sample_type: str, since_us: int, offset_ns: int, add: Add) -> bool:
@@ -219,6 +268,7 @@ class NvmlSource:
                 last = max(last, stamp)
         self._last_seen_us[metric] = last
         self._resolved.add(metric)
+        self._note(UTILISATION_NOTE)
         return True
 
     def _read_gpm(self, t: int, p: int, add: Add, gap: Gap) -> None:
@@ -271,3 +321,35 @@ def device_handle(nvml: Any, device: int | str) -> Any:
     if device.startswith(("GPU-", "MIG-")):
         return nvml.nvmlDeviceGetHandleByUUID(device)
     return nvml.nvmlDeviceGetHandleByPciBusId(device)
+
+
+def max_clocks_mhz(device: int | str | None, module: Any = None) -> dict:
+    """NVML's highest SM and memory clocks of a GPU, {"sm": MHz, "mem": MHz}; {} where NVML cannot say.
+
+    A datasheet's compute peak assumes a boost clock; the device's own maximum tells whether
+    the table's clock is the one this part can reach.
+    """
+    nvml = module
+    if device is None:
+        return {}
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return {}
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError:
+        return {}
+    out: dict = {}
+    try:
+        handle = device_handle(nvml, device)
+        for name, const in (("sm", "NVML_CLOCK_SM"), ("mem", "NVML_CLOCK_MEM")):
+            with suppress(AttributeError, nvml.NVMLError):
+                out[name] = float(nvml.nvmlDeviceGetMaxClockInfo(handle, getattr(nvml, const)))
+    except nvml.NVMLError:
+        return {}
+    finally:
+        with suppress(Exception):
+            nvml.nvmlShutdown()
+    return out
