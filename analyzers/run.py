@@ -64,6 +64,8 @@ class Run:
     # telemetry summary (sampling window, caveats, averages per phase and component); samples in nvml.csv
     telemetry: dict | None = None
     telemetry_samples: list[dict] = field(default_factory=list, repr=False)
+    # OS contention over the timed repeats (profiler.contention: load, switches, others' CPU share, steal)
+    contention: dict | None = None
     # what a float32 matmul computes in (TF32 switches, float32_matmul_precision): fp32 at TF32 beats the fp32 peak
     precision: dict = field(default_factory=dict)
     # NVML's highest SM and memory clocks of the GPU ({"sm": MHz, "mem": MHz}); empty on a CPU or without NVML
@@ -121,8 +123,8 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "logits_kept": (str,), "sampling": (dict,), "timing": (str,), "config": (dict,), "versions": (dict,),
     "command": (list,), "created": (str,), "notices": (list,), "profiled_ttft_ns": (int, type(None)),
     "profiled_component_ns": (list,), "trace_file": (str, type(None)), "ceilings": (dict, type(None)),
-    "telemetry": (dict, type(None)), "precision": (dict,), "max_clocks_mhz": (dict,),
-    "host_component_ns": (list,), "recorder_stats": (dict,),
+    "telemetry": (dict, type(None)), "contention": (dict, type(None)), "precision": (dict,),
+    "max_clocks_mhz": (dict,), "host_component_ns": (list,), "recorder_stats": (dict,),
 }
 REQUIRED = frozenset(f.name for f in fields(Run) if f.default is MISSING and f.default_factory is MISSING)
 ROW_KEYS = ("repeat", "component", "layer", "detail", "ns", "calls")

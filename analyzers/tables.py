@@ -14,6 +14,7 @@ from analyzers.components import breakdown, layer_breakdown, ttft_stats
 from analyzers.cost.roofline import run_physical_floor, run_roofline, ttft_floor_ms
 from analyzers.errors import InputError
 from analyzers.layers import layer_extrapolation, layer_spread
+from analyzers.noise import Noise, assess_noise
 from analyzers.run import Run
 
 
@@ -29,6 +30,7 @@ class RunTables:
     roofline_note: str | None  # why there is no roofline, or how its ceilings were adjusted
     extrapolation: pd.DataFrame | None  # analyzers.layers.layer_extrapolation, when K < L layers ran
     spread: pd.DataFrame | None  # analyzers.layers.layer_spread, alongside the extrapolation
+    noise: Noise | None = None  # analyzers.noise.assess_noise: the run's noise verdict and outlier components
     # analyzers.cost.roofline.run_physical_floor: the whole prefill's physical limit, beside the per-component floor
     physical_floor: dict | None = None
 
@@ -62,5 +64,5 @@ def compute_tables(run: Run) -> RunTables:
         except InputError:
             extrapolation = spread = None
     return RunTables(run=run, stats=ttft_stats(run), breakdown=table, layers=layer_breakdown(run), roofline=roof,
-                     roofline_note=note, extrapolation=extrapolation, spread=spread,
+                     roofline_note=note, extrapolation=extrapolation, spread=spread, noise=assess_noise(run),
                      physical_floor=physical)

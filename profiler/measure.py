@@ -78,6 +78,7 @@ class Measured:
     recorder_stats: list[dict] = field(default_factory=list)  # per measured repeat: events, device wait
     notices: list[str] = field(default_factory=list)
     trace_meta: dict = field(default_factory=dict)
+    contention: dict | None = None  # profiler.contention over the measured repeats
 
 
 def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None, recorder=None,
@@ -153,10 +154,14 @@ def _once(call: PrefillCall):
 
 def _timed_repeats(call: PrefillCall, timing: Timing, progress: Progress | None, log_spans: bool) -> Measured:
     """Warmup, then the measured repeats; per repeat its exclusive time per range (and host spans if asked)."""
+    from profiler import contention
+
     out, rec = Measured(), call.recorder
     total = timing.warmup + timing.repeat
     for step in range(total):
         measured = step >= timing.warmup
+        if step == timing.warmup:
+            before = contention.read()  # the OS counters, read outside any timed prefill
         rec.spans = [] if log_spans else None
         ns, keep, mark = _once(call)
         del keep
@@ -173,6 +178,7 @@ def _timed_repeats(call: PrefillCall, timing: Timing, progress: Progress | None,
                 out.spans.append(sorted(((k.component, a, b, d) for k, a, b, d in rec.spans), key=lambda s: s[1]))
         if progress is not None:
             progress("repeat" if measured else "warmup", step + 1, total)
+    out.contention = contention.contention(before, contention.read())
     rec.spans = None
     return out
 
@@ -259,7 +265,7 @@ def _run(model, call: PrefillCall, timing: Timing, measured: Measured, present: 
         config=origin.config if origin.config is not None else (config.to_dict() if hasattr(config, "to_dict") else {}),
         versions=_versions(), command=list(origin.command) or list(sys.argv),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        notices=list(origin.notices), ceilings=origin.ceilings,
+        notices=list(origin.notices), ceilings=origin.ceilings, contention=measured.contention,
         **measured.traced, **_device_fields(call, measured), **telemetry)
     run.notices.extend(n for n in _device_notices(run, call, measured) if n not in run.notices)
     return run

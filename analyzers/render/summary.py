@@ -31,6 +31,8 @@ def run_json(tables: RunTables) -> dict:
         "logits_kept": run.logits_kept,
         "sampling": run.sampling,
         "ttft": tables.stats,
+        "noise": None if tables.noise is None else tables.noise.to_dict(),
+        "contention": run.contention,
         "components": components,
         "estimate": None if tables.extrapolation is None else tables.extrapolation.to_dict("records"),
         "notices": run.notices + ([tables.roofline_note] if tables.roofline_note else []),

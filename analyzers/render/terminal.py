@@ -5,6 +5,7 @@ computes what the analysis knows, it only lays it out.
 """
 from __future__ import annotations
 
+from analyzers.noise import outlier_lines
 from analyzers.render.fmt import finite, ms, num
 from analyzers.tables import RunTables
 from analyzers.vocabulary import PHASES, REMAINDERS
@@ -75,6 +76,7 @@ def _rows(tables: RunTables, grid) -> None:
     estimate = None if tables.extrapolation is None else tables.extrapolation.set_index("component")
     extra = roofline_cells(tables.roofline) if tables.roofline is not None else {}
     extra_names = ROOFLINE_CELLS if extra else ()
+    outliers = set() if tables.noise is None else set(tables.noise.outliers["component"])
     for row in tables.breakdown.itertuples():
         est = [] if estimate is None else [ms(estimate.loc[row.component, "estimate_ms"])
                                            if row.component in estimate.index else ""]
@@ -84,7 +86,8 @@ def _rows(tables: RunTables, grid) -> None:
             continue
         per_layer = ms(row.ms_per_layer) if finite(row.ms_per_layer) else ""
         more = est + [extra.get(row.component, {}).get(name, "") for name in extra_names]
-        grid.add_row(row.component, ms(row.ms), f"{100 * row.share:.1f}%", str(row.calls) if row.calls else "",
+        mark = " !" if row.component in outliers else ""  # an outlier of the median repeat: named under the table
+        grid.add_row(row.component, ms(row.ms) + mark, f"{100 * row.share:.1f}%", str(row.calls) if row.calls else "",
                      per_layer, f"{ms(row.ms_min)}–{ms(row.ms_max)}", *more)
 
 
@@ -149,6 +152,8 @@ def summary_lines(tables: RunTables) -> list[str]:
         spread += f", p90 {ms(stats['p90_ms'])}"
     lines.append(f"TTFT p50 {ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, {run.warmup} warmup)")
     lines.append(f"cold TTFT (first prefill of the process) {ms(stats['cold_ms'])} ms")
+    if tables.noise is not None:
+        lines += outlier_lines(tables.noise) + [f"noise: {tables.noise.verdict}"]
     if tables.extrapolation is not None:
         lines += layer_lines(tables)
     return lines + telemetry_lines(run.telemetry)
