@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from types import SimpleNamespace
 
@@ -263,3 +264,39 @@ def test_float32_gqa_on_a_gpu_adds_the_math_kernels_n_squared_memory():
     with pytest.raises(InputError, match="math kernel.*bfloat16"):
         build.check_fits(build.estimate_bytes(QWEN3_8B, 32768, 1, "float32", "sdpa", "cuda:0"), 140 * GIB, "cuda:0",
                          math_fallback=True)
+
+
+# -- benchmarks/gpu_check.sh ----------------------------------------------------------------------
+def test_gpu_check_dry_run_leaves_evidence_and_a_summary_of_every_figure(tmp_path, monkeypatch, capsys, qwen3_run):
+    """The script's shell (arguments, steps.tsv, the python it writes, the summary) in a process of its
+    own; its in-process step here, where torch is imported already; no GPU and a few seconds."""
+    import runpy
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from tests.conftest import cli
+
+    root, out = Path(__file__).resolve().parents[1], tmp_path / "evidence"
+    done = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), "--dry-run", "--out", str(out),
+                           "--steps", "summary"], env={**os.environ, "PY": sys.executable},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "summary rc=0" in done.stdout and (out / "inprocess.py").is_file() and (out / "steps.tsv").is_file()
+    # a CLI run folder with its trace analyzed, as the run_<len> and analyze_<len> steps leave it
+    shutil.copytree(qwen3_run.path, out / "runs" / "n64")
+    analyzed = cli("analyze", str(out / "runs" / "n64" / "trace.json.gz"), "--json")
+    (out / "runs" / "n64" / "analyze.json").write_text(analyzed.stdout)
+    for name, value in {"OUT": str(out), "DEV": "cpu", "MODEL": "tiny-qwen3", "INPROC_LENS": "16",
+                        "INPROC_WARMUP": "0", "INPROC_REPEAT": "1"}.items():
+        monkeypatch.setenv(name, value)
+    runpy.run_path(str(out / "inprocess.py"), run_name="__main__")
+    facts = json.loads((out / "inprocess.json").read_text())
+    assert facts["n16"]["plain_ttft_p50_ms"] > 0 and facts["n16"]["tool_ranges_per_prefill"] > 0
+    assert facts["precision"]["float32_matmul"] in ("ieee", "tf32", "bf16")
+    capsys.readouterr()
+    runpy.run_path(str(out / "summary.py"), run_name="__main__")
+    text = capsys.readouterr().out
+    for expected in ("n16: independent TTFT", "n16.tool_ttft_p50_ms_telemetry_None = ", "n64: TTFT p50",
+                     "n64 precision", "kernels/ranges", "traced phases from host", "table components:"):
+        assert expected in text, expected
