@@ -212,8 +212,8 @@ def _traced_repeat(call: PrefillCall, trace_dir: str, out: Measured) -> None:
                   "trace_file": "trace.json.gz"}
     # The phase edges of the traced prefill on the trace's clock (wall ns); on a GPU they are CUDA
     # events, so a phase track drawn from them sits where the device ran, not where the host launched.
-    out.trace_meta = {"profiled_ttft_ns": ns, "producer": "ttft-profile", "phase_clock": call.recorder.timing,
-                      "phase_marks_unix_ns": [m + wall_minus_perf for m in mark]}
+    out.trace_meta = {"profiled_ttft_ns": ns, "producer": "ttft-profile", "device": call.device,
+                      "phase_clock": call.recorder.timing, "phase_marks_unix_ns": [m + wall_minus_perf for m in mark]}
     out.raw_trace = raw
 
 

@@ -212,6 +212,7 @@ def test_under_nsys_the_gpu_trace_is_said_to_have_no_kernels_before_and_after(tm
     marks = out.trace_meta["phase_marks_unix_ns"]
     assert [b - a for a, b in zip(marks, marks[1:], strict=False)] == [100] * 4
     assert out.trace_meta["phase_clock"] == "cuda-events" and out.trace_meta["profiled_ttft_ns"] == 9_000
+    assert out.trace_meta["device"] == "cuda:0"  # so `analyze` of this trace knows it is a GPU run
 
 
 def test_a_trace_with_kernels_has_no_notice_and_a_cpu_trace_is_not_judged(tmp_path):
