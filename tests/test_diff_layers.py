@@ -109,7 +109,7 @@ def test_diff_of_the_same_data_flags_nothing():
 
 
 def sweep_point(seq_len, attention, mlp):
-    """Three repeats; attention and mlp each with their own per-repeat times (one layer), ttft = sum + 1."""
+    """Per-repeat attention and mlp times (one layer each), ttft = sum + 1."""
     rows, ttft = [], []
     for i, (att, m) in enumerate(zip(attention, mlp, strict=True)):
         rows += [row(i, "attention", att, layer=0), row(i, "mlp", m, layer=0)]
@@ -117,29 +117,35 @@ def sweep_point(seq_len, attention, mlp):
     return make_run(ttft, rows, seq_len=seq_len, layers_built=1, layers_total=1, present=("attention", "mlp"))
 
 
-def test_diff_flags_attention_beyond_the_repeat_spread():
-    a = sweep_point(1024, attention=(10.0, 11.0, 12.0), mlp=(20.0, 21.0, 22.0))
-    b = sweep_point(4096, attention=(100.0, 102.0, 104.0), mlp=(20.5, 21.0, 21.5))
+def test_diff_flags_attention_beyond_the_repeat_noise():
+    # Seven repeats each: the rule is a Mann-Whitney test, Holm-corrected over the rows (analyzers/diff.py);
+    # with three the smallest possible p (2 / C(6, 3) = 0.1) could never flag anything.
+    a = sweep_point(1024, attention=(10, 11, 12, 10.5, 11.5, 10.2, 11.8), mlp=(20, 21, 22, 20.5, 21.5, 20.2, 21.8))
+    b = sweep_point(4096, attention=(100, 102, 104, 101, 103, 100.5, 103.5),
+                    mlp=(20.5, 21, 21.5, 20.8, 21.2, 20.6, 21.4))
     table = diff_runs(a, b).set_index("component")
     att = table.loc["attention"]
-    # medians: TTFT 32 -> repeat 1 in a (11 ms), TTFT 124 -> repeat 1 in b (102 ms)
+    # medians: TTFT 33 -> repeat 1 in a (11 ms), TTFT 124 -> repeat 1 in b (102 ms)
     assert (att["ms_a"], att["ms_b"], att["delta_ms"]) == pytest.approx((11, 102, 91))
     assert att["delta_pct"] == pytest.approx(100 * 91 / 11)
     assert (att["spread_a_ms"], att["spread_b_ms"]) == pytest.approx((2, 4))
-    assert bool(att["flagged"])
-    assert not bool(table.loc["mlp", "flagged"])  # same median, overlapping repeats
-    assert bool(table.loc["ttft", "flagged"])
-    assert not bool(table.loc["other", "flagged"])  # 1 ms in every repeat of both
+    # every b above every a: two of the C(14, 7) = 3432 splits are as extreme; 4 rows (attention, mlp, other, ttft)
+    assert att["p_value"] == pytest.approx(2 / 3432) and att["p_holm"] == pytest.approx(4 * 2 / 3432)
+    assert bool(att["flagged"]) and bool(table.loc["ttft", "flagged"])
+    assert not bool(table.loc["mlp", "flagged"])  # same median, interleaved repeats
+    assert table.loc["other", "p_value"] == 1 and not bool(table.loc["other", "flagged"])  # 1 ms in every repeat
     warnings = table.attrs["warnings"]
     assert len(warnings) == 1 and warnings[0].startswith("seq_len differs (1024 vs 4096)")
 
 
-def test_diff_rule_needs_disjoint_ranges_and_a_delta_beyond_the_spread():
-    # ranges a [10, 20], b [19, 30]: the medians differ by more than either spread but the ranges overlap
-    a = sweep_point(1024, attention=(10.0, 10.0, 20.0), mlp=(5.0, 5.0, 5.0))
-    b = sweep_point(1024, attention=(19.0, 30.0, 30.0), mlp=(5.0, 5.0, 5.0))
+def test_one_slow_repeat_does_not_flag_a_component():
+    # the old rule compared [min, max] ranges; a rank test sees one slow repeat as one rank, not a change
+    same = (10, 10.4, 10.8, 11.2, 11.6, 12, 12.4)
+    a = sweep_point(1024, attention=same, mlp=(5,) * 7)
+    b = sweep_point(1024, attention=same[:-1] + (124,), mlp=(5,) * 7)
     att = diff_runs(a, b).set_index("component").loc["attention"]
-    assert att["delta_ms"] == pytest.approx(20) and not bool(att["flagged"])
+    assert att["delta_ms"] == 0 and att["spread_b_ms"] == pytest.approx(114)
+    assert att["p_value"] > 0.5 and not bool(att["flagged"])
 
 
 def test_diff_of_a_component_in_one_run_only_and_single_repeats():
@@ -149,8 +155,9 @@ def test_diff_of_a_component_in_one_run_only_and_single_repeats():
     table = diff_runs(a, b).set_index("component")
     assert table.loc["qk_norm", "ms_a"] == 0 and table.loc["qk_norm", "ms_b"] == pytest.approx(1)
     assert math.isnan(table.loc["qk_norm", "delta_pct"])
-    assert bool(table.loc["qk_norm", "flagged"])  # single repeats: no spread, any change flags
-    assert not bool(table.loc["mlp", "flagged"])
-    warnings = diff_warnings(a, b)
-    assert warnings[0].startswith("dtype differs (float32 vs bfloat16)")
-    assert sum("single repeat" in w for w in warnings) == 2
+    # single repeats: a rank test cannot tell a change from noise (smallest p 2 / C(2, 1) = 1), so nothing flags
+    assert not table["flagged"].any()
+    test = table.attrs["test"]
+    assert not test.can_flag and test.smallest_p == 1 and "profile both runs with" in test.note
+    assert diff_warnings(a, b) == ["dtype differs (float32 vs bfloat16): the runs do not measure the same thing, "
+                                   "so read the deltas as the effect of that change too."]

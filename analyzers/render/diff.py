@@ -7,15 +7,19 @@ from analyzers.diff import Diff
 from analyzers.vocabulary import TOTAL
 
 
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value < 0.01 else f"{value:.2f}"
+
+
 def render_diff(diff: Diff, console) -> None:
-    """Flagged rows stand out; the rest stay quiet."""
+    """Flagged rows stand out; the rest stay quiet; the test and each noisy run are said beneath."""
     from rich.markup import escape
     from rich.table import Table
 
     table, name_a, name_b = diff.table, diff.name_a, diff.name_b
 
     grid = Table(title=f"A = {escape(name_a)}\nB = {escape(name_b)}", title_justify="left", pad_edge=False)
-    for column in ("component", "A ms", "B ms", "Δ ms", "Δ %", "spread A", "spread B", ""):
+    for column in ("component", "A ms", "B ms", "Δ ms", "Δ %", "spread A", "spread B", "p", "p Holm", ""):
         grid.add_column(column, justify="left" if column in ("component", "") else "right")
     flagged = 0
     for row in table.itertuples(index=False):
@@ -23,13 +27,21 @@ def render_diff(diff: Diff, console) -> None:
         mark = "changed" if row.flagged else ""
         flagged += bool(row.flagged) and row.component != TOTAL
         grid.add_row(row.component, f"{row.ms_a:,.3f}", f"{row.ms_b:,.3f}", f"{row.delta_ms:+,.3f}", pct,
-                     f"{row.spread_a_ms:,.3f}", f"{row.spread_b_ms:,.3f}", mark,
+                     f"{row.spread_a_ms:,.3f}", f"{row.spread_b_ms:,.3f}", _p(row.p_value), _p(row.p_holm), mark,
                      style="bold" if row.flagged else None)
     console.print(grid)
-    console.print(f"{flagged} component(s) changed beyond the spread of their repeats"
-                  if flagged else "no component changed beyond the spread of its repeats")
+    test = diff.test
+    if test.can_flag:
+        console.print(f"{flagged} component(s) changed beyond the noise of their repeats" if flagged
+                      else "no component changed beyond the noise of its repeats", markup=False)
+    console.print(test.note, markup=False)
+    for label, noise in (("A", diff.noise_a), ("B", diff.noise_b)):
+        if noise.noisy:
+            console.print(f"run {label} is {noise.verdict}", markup=False)
 
 
 def diff_json(diff: Diff) -> dict:
     """What `diff --json` prints."""
-    return {"a": diff.name_a, "b": diff.name_b, "warnings": diff.warnings, "components": diff.table.to_dict("records")}
+    return {"a": diff.name_a, "b": diff.name_b, "warnings": diff.warnings, "test": diff.test.to_dict(),
+            "noise": {"a": diff.noise_a.to_dict(), "b": diff.noise_b.to_dict()},
+            "components": diff.table.to_dict("records")}
