@@ -188,3 +188,14 @@ def test_the_report_states_the_rule_and_the_refusals(llama_sweep, tmp_path):
     page = (folder / "report.html").read_text()
     assert "Rule: a fit is extrapolated only when" in page and "No crossover reported" in page
     assert "refused_because" in page and "Extrapolated (not measured)" in page
+
+
+def test_inside_the_measured_range_nothing_is_refused():
+    # three lengths cannot support an extrapolation, but 1,536 tokens lies between two measured ones
+    fit = fit_component([1024, 2048, 4096], [1.0, 2.1, 3.9], quadratic=False, component="mlp")
+    assert refusal(fit, [1536]) == "" and refusal(fit, [8192]).startswith("3 lengths leave 1 spare")
+    from analyzers.scaling import extrapolate
+
+    table = extrapolate([fit], [1536, 8192]).set_index("seq_len")
+    assert not table.loc[1536, "extrapolated"] and table.loc[1536, "ms"] == pytest.approx(fit.predict(1536)[0])
+    assert table.loc[8192, "extrapolated"] and math.isnan(table.loc[8192, "ms"])
