@@ -77,4 +77,6 @@ def efficiencies_from_run(run, roof: pd.DataFrame | None) -> dict[str, float]:
     if table is None:
         raise InputError(f"the run in {run.path} recorded no ceilings, so it has no efficiencies; "
                          "calibrate the device it ran on and profile it again.")
-    return dict(zip(table["component"], table["efficiency"], strict=True))
+    # Above 1 a ceiling was wrong, not a kernel fast: such a component carries no efficiency, so its
+    # estimate stays at its floor rather than dropping below it.
+    return {c: (e if e <= 1 else math.nan) for c, e in zip(table["component"], table["efficiency"], strict=True)}

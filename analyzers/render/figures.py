@@ -69,7 +69,8 @@ def roofline_chart(data: pd.DataFrame, path, peak: float, bandwidth: float, titl
     for row in data.itertuples(index=False):
         ax.scatter(row.intensity, row.achieved_flops_per_s, color=_colour(row.component), edgecolor="#212121",
                    zorder=3, s=45)
-        ax.annotate(f"{row.component} {100 * row.efficiency:.0f}%", (row.intensity, row.achieved_flops_per_s),
+        label = ">100%! (wrong ceiling)" if row.efficiency > 1 else f"{100 * row.efficiency:.0f}%"
+        ax.annotate(f"{row.component} {label}", (row.intensity, row.achieved_flops_per_s),
                     textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -78,8 +78,13 @@ def _run_sections(tables: RunTables, folder: Path, prefix: str = "") -> list[str
                             peak, ceilings.bytes_per_s, f"roofline · {ceilings.source}")
         out.append(_section("Roofline", uri, data, "Each component under the device's roofs; the label is its "
                             "efficiency (floor / measured)."))
-        out.append(_table(roof[["component", "flops", "bytes", "intensity", "bound", "floor_ms", "measured_ms",
-                                "efficiency", "headroom_ms"]]))
+        shown = roof[["component", "flops", "bytes", "intensity", "bound", "floor_ms", "measured_ms",
+                      "efficiency", "headroom_ms"]].astype({"efficiency": object})
+        # above 1 the ceiling is wrong, not the kernel fast: never a plain number (the note says which ceiling)
+        shown.loc[roof["efficiency"] > 1, "efficiency"] = "> 100%!"
+        if tables.roofline_note:
+            out.append(f"<p class='note'>{html.escape(tables.roofline_note)}</p>")
+        out.append(_table(shown))
     layers = figures.heatmap_data(tables.layers)
     if layers.shape[1] > 0:
         uri, data = _figure(folder, f"{prefix}layers", layers, figures.heatmap, "ms per component and layer")
