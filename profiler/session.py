@@ -42,7 +42,12 @@ def check_against_config(settings: Settings, config: dict) -> list[str]:
 def _ceilings(settings: Settings, device_name: str, device: str, dtype: str):
     from analyzers.cost import ceilings as ceiling_table
 
-    chosen = ceiling_table.choose(device_name, device.startswith("cuda"), settings.gpu)[0]
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    # measured ceilings hold for the thread count and dtype they were measured with (a GPU's do not depend on threads)
+    chosen = ceiling_table.choose(device_name, on_gpu, settings.gpu, threads=None if on_gpu else torch.get_num_threads(),
+                                  dtype=dtype)[0]
     if settings.gpu and chosen is not None and not chosen.peak_flops(dtype):
         have = ", ".join(sorted(chosen.flops_per_s))
         raise ParameterError("gpu", settings.gpu, f"has no {dtype} peak in the hardware table (it has {have})",
