@@ -40,9 +40,9 @@ def check_against_config(settings: Settings, config: dict) -> list[str]:
 
 
 def _ceilings(settings: Settings, device_name: str, device: str, dtype: str):
-    from analyzers.cost import ceilings as ceiling_table
-
     import torch
+
+    from analyzers.cost import ceilings as ceiling_table
 
     on_gpu = device.startswith("cuda")
     # measured ceilings hold for the thread count and dtype they were measured with (a GPU's do not depend on threads)
