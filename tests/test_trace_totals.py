@@ -113,3 +113,24 @@ def test_max_trace_mb_refuses_a_bomb_and_admits_it_when_raised(tmp_path):
     assert admitted.returncode == 0, admitted.stderr
     assert json.loads(admitted.stdout)["events"] == 0
     assert cli("analyze", str(bomb), "--max-trace-mb", "0").returncode == 2
+
+
+def test_a_huge_kernel_name_is_classed_by_its_start():
+    from analyzers.trace.classify import NAME_PREFIX, name_class
+
+    real = "Cijk_Alik_Bljk_BBS_BH_Bias_HA_S_SAV_UserArgs_MT256x192x64_MI16x16x1_SN"
+    assert name_class(real) == "gemm"
+    assert name_class(real + "_x" * NAME_PREFIX) == "gemm"  # 128k characters past the part that is read
+
+
+def test_max_trace_mb_applies_to_a_rank_folder(tmp_path):
+    import gzip
+
+    from tests.conftest import cli
+
+    for rank in (0, 1):
+        (tmp_path / f"rank{rank}.json.gz").write_bytes(
+            gzip.compress(b'{"traceEvents": [' + b" " * (3 * 2**20) + b"]}"))
+    refused = cli("analyze", str(tmp_path), "--max-trace-mb", "1")
+    assert refused.returncode == 2 and "--max-trace-mb" in refused.stderr
+    assert cli("analyze", str(tmp_path), "--max-trace-mb", "4").returncode == 0

@@ -243,8 +243,15 @@ def _resolve(text: str, depth: int) -> str | None:
 
 @lru_cache(maxsize=4096)  # bounded: names can be long, and the frame holds them anyway
 def name_class(name: str) -> str | None:
-    """Class of a kernel from its own name alone, or None when no rule knows it."""
-    return _resolve(name.replace(ANONYMOUS, ""), 0)
+    """Class of a kernel from its own name alone, or None when no rule knows it.
+
+    Only the first NAME_PREFIX characters are read: a kernel's own name and the start of its
+    template arguments are what the rules look at (the longest real name seen is ~5k
+    characters), and a hostile 100 MB name must cost no more than a real one."""
+    return _resolve(name[:NAME_PREFIX].replace(ANONYMOUS, ""), 0)
+
+
+NAME_PREFIX = 1 << 16
 
 
 # ------------------------------------------------------------------ op rules

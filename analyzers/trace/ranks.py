@@ -30,6 +30,7 @@ import pandas as pd
 from analyzers.errors import InputError
 from analyzers.trace.link import LinkedTrace, link
 from analyzers.trace.load import TraceFormatError, load_trace
+from analyzers.trace.read import DEFAULT_MAX_BYTES, read_trace_bytes
 
 __all__ = ["COMMUNICATION_CLASS", "RANK_COLUMNS", "analyze_ranks", "rank_files", "trace_rank"]
 
@@ -111,14 +112,16 @@ def _rank_at(text: bytes, at: int) -> int | None:
         return None
     try:
         info, _ = json.JSONDecoder().raw_decode(text[start:].decode("utf-8", errors="replace"))
-    except json.JSONDecodeError:
-        return None  # cut off by the head limit or junk: no rank rather than a wrong one
+    except (json.JSONDecodeError, RecursionError):
+        return None  # cut off by the head limit, junk or absurdly nested: no rank rather than a wrong one
     rank = info.get("rank") if isinstance(info, dict) else None
     return rank if isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0 else None
 
 
 def _read(path: Path, size: int) -> bytes:
-    """The first `size` bytes of the file's text (all for -1), gunzipped when it is gzip."""
+    """The first `size` bytes of the file's text (all for -1, within the trace size limit), gunzipped when it is gzip."""
+    if size < 0:  # the whole text: bounded like any trace load, so a gzip bomb in a rank folder stops at the limit
+        return bytes(read_trace_bytes(path, DEFAULT_MAX_BYTES))
     try:
         raw = path.open("rb")
     except OSError as exc:

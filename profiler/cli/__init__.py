@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ttft-profile: interrupted; no run folder was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `ttft-profile ... --json | head`: the reader left, which is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
 
 
 if __name__ == "__main__":

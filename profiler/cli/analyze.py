@@ -31,9 +31,12 @@ def run(argv: list[str]) -> int:
     if args.path.is_dir():
         if (args.path / "run.json").is_file():
             return _run_folder(args.path, args.json)
-        return _ranks(args.path, args.json)
-    max_bytes = None if args.max_trace_mb is None else int(args.max_trace_mb * 2**20)
-    return _trace(args.path, args.top, args.json, max_bytes)
+        return _ranks(args.path, args.json, _max_bytes(args))
+    return _trace(args.path, args.top, args.json, _max_bytes(args))
+
+
+def _max_bytes(args) -> int | None:
+    return None if args.max_trace_mb is None else max(1, int(args.max_trace_mb * 2**20))
 
 
 def _run_folder(path: Path, as_json: bool) -> int:
@@ -50,12 +53,14 @@ def _run_folder(path: Path, as_json: bool) -> int:
     return 0
 
 
-def _ranks(path: Path, as_json: bool) -> int:
+def _ranks(path: Path, as_json: bool, max_bytes: int | None) -> int:
     """A folder of per-rank traces, as torch.distributed runs write them; not a run folder (no run.json)."""
     from analyzers.render.trace import ranks_json, render_ranks
+    from analyzers.trace.link import link
+    from analyzers.trace.load import load_trace
     from analyzers.trace.ranks import analyze_ranks
 
-    ranks = analyze_ranks(path)
+    ranks = analyze_ranks(path, analyze=lambda trace: link(load_trace(trace, max_bytes=max_bytes)))
     if as_json:
         print(dumps(ranks_json(ranks)))
     else:
