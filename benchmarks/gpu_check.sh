@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh [--out DIR] [--budget SECONDS] [--steps a,b,...] [--dry-run]
 #
-# Profiles Qwen/Qwen3-8B (random weights, bf16) at 2048, 16384 and 32768 tokens through the CLI (traces kept),
+# Profiles Qwen/Qwen3-8B (random weights, bf16) at 2048, 16384, 32768 and 128 tokens through the CLI (traces kept),
 # calibrates, analyzes the traces, times TTFT independently (plain CUDA events around the forward, no tool),
 # compares each component's CUDA-event time with its summed kernel time in the trace, reads NVML's facts
 # (instantaneous against 1-s average power, max clocks, GPM), checks the host-bound and float32/GQA paths,
@@ -17,7 +17,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 [ -d profiler/cli ] || { echo "run me from inside the ttft-profile repository"; exit 2; }
 
-DRY=0; OUT=""; BUDGET=440; STEPS=""
+DRY=0; OUT=""; BUDGET=420; STEPS=""
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) DRY=1 ;;
@@ -31,10 +31,11 @@ while [ $# -gt 0 ]; do
 done
 PY=${PY:-python}
 if (( DRY )); then
-  DEV=${DEV:-cpu}; MODEL=${MODEL:-tiny-qwen3}; LENS=${LENS:-"32 64 128"}; INPROC_LENS=${INPROC_LENS:-"16 64"}
+  DEV=${DEV:-cpu}; MODEL=${MODEL:-tiny-qwen3}; LENS=${LENS:-"32 64 128"}; INPROC_LENS=${INPROC_LENS:-"16 64"}; SHORT=16
   REPS=(--warmup 1 --repeat 2); MATH_LEN=${MATH_LEN:-256}; INPROC_WARMUP=${INPROC_WARMUP:-1}; INPROC_REPEAT=${INPROC_REPEAT:-2}
 else
   DEV=${DEV:-cuda}; MODEL=${MODEL:-Qwen/Qwen3-8B}; LENS=${LENS:-"2048 16384 32768"}; INPROC_LENS=${INPROC_LENS:-"128 2048 16384"}
+  SHORT=128  # host-bound: the device waits on the host, which must show as host_gap
   REPS=(); MATH_LEN=${MATH_LEN:-4096}; INPROC_WARMUP=${INPROC_WARMUP:-2}; INPROC_REPEAT=${INPROC_REPEAT:-5}
 fi
 read -r L1 L2 L3 <<< "$LENS"
@@ -53,7 +54,7 @@ step() {  # step NAME BUDGET_S CMD...   (never past DEADLINE; rc 124 = timed out
   timeout -k 5 "$budget" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"; rc=$?
   printf '%s\trc=%s\t%ss of %ss\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" "$budget" | tee -a "$OUT/steps.tsv"
 }
-TP=("$PY" -m profiler.cli --model "$MODEL" --device "$DEV" "${REPS[@]}")
+TP=("$PY" -m profiler.cli --model "$MODEL" --device "$DEV" ${REPS[@]+"${REPS[@]}"})
 profile() {  # profile LEN BUDGET [extra flags]: one CLI run with its trace, then analyze of that trace
   local n=$1 budget=$2; shift 2
   step "run_$n" "$budget" "${TP[@]}" --len "$n" --out "$OUT/runs/n$n" --json "$@"
@@ -203,9 +204,10 @@ step inprocess 150 "$PY" "$OUT/inprocess.py"
 step calibrate 70 "$PY" -m profiler.cli calibrate --device "$DEV" --json   # the runs below use these ceilings
 profile "$L2" 100
 profile "$L3" 130
+profile "$SHORT" 60                                          # host-bound, with its trace: ranges against kernels
 if [[ $DEV == cuda* ]] && (( $("$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0) > 1 )); then
   step cuda1 60 "${TP[@]}" --device cuda:1 --layers 2 --len "$L1" --no-trace --out "$OUT/runs/cuda1" --json
-fi
+elif wanted cuda1; then printf 'cuda1\tSKIPPED (fewer than 2 GPUs)\n' | tee -a "$OUT/steps.tsv"; fi
 if command -v nsys > /dev/null && [[ $DEV == cuda* ]]; then
   step nsys_nvtx 120 nsys profile -t cuda,nvtx --sample=none --cpuctxsw=none -f true -o "$OUT/nsys_n$L1" \
        "${TP[@]}" --len "$L1" --warmup 1 --repeat 2 --nvtx-only --out "$OUT/runs/nsys_n$L1" --json
