@@ -122,15 +122,26 @@ def efficiency_warnings(table: pd.DataFrame, ceilings: Ceilings, dtype: str) -> 
     return lines
 
 
+def matmul_dtype(run, ceilings: Ceilings) -> tuple[str, str | None]:
+    """The dtype whose peak a run's matmuls can reach: a float32 run whose GPU matmuls run as TF32
+    (run.precision, recorded at capture) is held to the TF32 peak, not the slower IEEE fp32 one."""
+    tf32 = (run.dtype == "float32" and run.device.startswith("cuda")
+            and (run.precision or {}).get("float32_matmul") == "tf32" and ceilings.peak_flops("tf32"))
+    if not tf32:
+        return run.dtype, None
+    return "tf32", "compute peak: TF32, as this float32 run's matmuls ran in TF32 (run.json precision)"
+
+
 def run_roofline(run, breakdown: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """The roofline of a run that recorded ceilings, against its breakdown's measured ms, with
     `efficiency_warning` set where a component beat its floor; and the lines saying how the
     ceilings were adjusted, if they were, and which ceiling is wrong, if one is."""
     measured = breakdown.set_index("component")["ms"].to_dict()
     ceilings, note = effective_ceilings(run)
-    table = roofline(run_costs(run), ceilings, run.dtype, measured)
+    peak_dtype, tf32_note = matmul_dtype(run, ceilings)
+    table = roofline(run_costs(run), ceilings, peak_dtype, measured)
     table["efficiency_warning"] = table["efficiency"] > 1  # NaN (nothing measured) compares False
-    lines = ([note] if note else []) + efficiency_warnings(table, ceilings, run.dtype)
+    lines = [n for n in (note, tf32_note) if n] + efficiency_warnings(table, ceilings, peak_dtype)
     return table, "\n".join(lines) or None
 
 

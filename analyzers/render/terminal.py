@@ -15,7 +15,7 @@ ROOFLINE_CELLS = ("GFLOP", "MB", "FLOP/B", "bound", "floor ms", "eff", "headroom
 # How each telemetry metric reads in a sentence: (label, scale, unit, digits)
 METRIC_FORMAT = {
     "cpu_util_pct": ("CPU", 1, "%", 0), "rss_bytes": ("RSS", 1e-6, " MB", 0),
-    "gpu_util_pct": ("GPU util", 1, "%", 0), "mem_util_pct": ("mem util", 1, "%", 0),
+    "gpu_util_pct": ("kernel active", 1, "%", 0), "mem_util_pct": ("mem copy active", 1, "%", 0),
     "sm_clock_mhz": ("SM clock", 1, " MHz", 0), "mem_clock_mhz": ("mem clock", 1, " MHz", 0),
     "power_w": ("power", 1, " W", 0), "temp_c": ("temp", 1, " °C", 0), "mem_used_bytes": ("mem used", 1e-9, " GB", 1),
     "gpm_sm_util_pct": ("SM active", 1, "%", 0), "gpm_sm_occupancy_pct": ("occupancy", 1, "%", 0),
