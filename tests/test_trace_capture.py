@@ -45,7 +45,9 @@ def test_ttft_ranges_nest_on_every_track(traced_run):
     assert len(ours) >= 2 * 56  # the ranges, and their copy on our components track
     assert all(_nests(track) for track in tracks.values())
     # nesting holds because our ranges nest, not because repair moved them aside
-    assert not [e for e in ours if "overlap" in str(e["tid"])]
+    overflow = {(e["pid"], e["tid"]) for e in events
+                if e.get("ph") == "M" and e["name"] == "thread_name" and "overlapping" in e["args"]["name"]}
+    assert not [e for e in ours if (e["pid"], e["tid"]) in overflow]
 
 
 def test_every_track_is_named_and_our_tracks_exist(traced_run):
@@ -93,8 +95,9 @@ def test_repair_moves_a_slice_that_overlaps_its_parent():
     assert repair_nesting(events) == 1
     assert nesting_violations(events) == []
     moved = next(e for e in events if e.get("name") == "straddles")
-    assert moved["tid"] == "1 overlap"
-    assert any(e.get("ph") == "M" and e.get("tid") == "1 overlap" for e in events)
+    assert moved["tid"] == 2  # the next unused integer tid of the process, named after the thread it left
+    assert any(e.get("ph") == "M" and e.get("tid") == 2 and e["args"]["name"] == "thread 1 (overlapping slices)"
+               for e in events)
 
 
 EXTERNAL = ["v100_ddp_rank0.json.gz", "a100_alexnet.json.gz", "cpu_only.json.gz"]
