@@ -166,6 +166,12 @@ class Diff:
     noise_a: Noise
     noise_b: Noise
 
+    @property
+    def flags_trusted(self) -> bool:
+        """A flag is the configuration's change only when neither run was noisy: the test sees the noise
+        within each run, not the machine drifting between them."""
+        return not (self.noise_a.noisy or self.noise_b.noisy)
+
 
 def compare(a: Run, b: Run, name_a: str, name_b: str) -> Diff:
     table = diff_runs(a, b)

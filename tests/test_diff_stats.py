@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from analyzers.diff import diff_runs, holm, mann_whitney_p, repeats_needed, smallest_p
+from analyzers.diff import compare, diff_runs, holm, mann_whitney_p, repeats_needed, smallest_p
 from analyzers.run import Run
 from analyzers.store import save_run
 from tests.conftest import cli
@@ -144,6 +144,8 @@ def test_diff_json_and_terminal_carry_the_test_and_each_runs_noise(tmp_path):
     rng = np.random.default_rng(5)
     a = synthetic_run(rng, noise=0.02, machine=0.01, outliers=0)
     b = synthetic_run(rng, scale={"attention": 1.3}, noise=0.02, machine=0.01, outliers=0)
+    quiet = compare(a, b, "a", "b")
+    assert quiet.flags_trusted and not quiet.noise_b.noisy  # TTFT spread under 10%, no readings: trusted
     b.contention = {"window_s": 1.0, "cpus": 2, "load1": 0.5, "own_cpus": 1.0, "nivcsw": 10,
                     "others_busy_share": 0.61, "steal_share": 0.0}
     save_run(a, tmp_path / "a")
@@ -153,7 +155,9 @@ def test_diff_json_and_terminal_carry_the_test_and_each_runs_noise(tmp_path):
     assert data["test"]["level"] == 0.05 and data["test"]["can_flag"]
     assert {"p_value", "p_holm", "flagged"} <= set(data["components"][0])
     assert not data["noise"]["a"]["noisy"] and data["noise"]["b"]["noisy"]
+    assert data["flags_trusted"] is False  # the test sees noise within each run, not drift between them
     shown = cli("diff", str(tmp_path / "a"), str(tmp_path / "b")).stdout
-    assert "1 component(s) changed beyond the noise of their repeats" in shown
+    assert "1 component(s) changed beyond the noise of their repeats, but a run is noisy" in shown
+    assert "changed?" in shown
     assert "Holm-corrected over 7 rows at 5% family-wise" in shown
     assert "run B is noisy, do not trust small differences: other processes used 61% of the CPUs" in shown

@@ -21,10 +21,10 @@ def render_diff(diff: Diff, console) -> None:
     grid = Table(title=f"A = {escape(name_a)}\nB = {escape(name_b)}", title_justify="left", pad_edge=False)
     for column in ("component", "A ms", "B ms", "Δ ms", "Δ %", "spread A", "spread B", "p", "p Holm", ""):
         grid.add_column(column, justify="left" if column in ("component", "") else "right")
-    flagged = 0
+    flagged, trusted = 0, diff.flags_trusted
     for row in table.itertuples(index=False):
         pct = "" if math.isnan(row.delta_pct) else f"{row.delta_pct:+.1f}%"
-        mark = "changed" if row.flagged else ""
+        mark = ("changed" if trusted else "changed?") if row.flagged else ""
         flagged += bool(row.flagged) and row.component != TOTAL
         grid.add_row(row.component, f"{row.ms_a:,.3f}", f"{row.ms_b:,.3f}", f"{row.delta_ms:+,.3f}", pct,
                      f"{row.spread_a_ms:,.3f}", f"{row.spread_b_ms:,.3f}", _p(row.p_value), _p(row.p_holm), mark,
@@ -32,8 +32,11 @@ def render_diff(diff: Diff, console) -> None:
     console.print(grid)
     test = diff.test
     if test.can_flag:
-        console.print(f"{flagged} component(s) changed beyond the noise of their repeats" if flagged
-                      else "no component changed beyond the noise of its repeats", markup=False)
+        changed = f"{flagged} component(s) changed beyond the noise of their repeats" if flagged else ""
+        if flagged and not trusted:
+            changed += (", but a run is noisy (below): repeats within a run cannot show the machine drifting "
+                        "between runs, so these may be the machine's changes (marked changed?)")
+        console.print(changed or "no component changed beyond the noise of its repeats", markup=False)
     console.print(test.note, markup=False)
     for label, noise in (("A", diff.noise_a), ("B", diff.noise_b)):
         if noise.noisy:
@@ -43,5 +46,6 @@ def render_diff(diff: Diff, console) -> None:
 def diff_json(diff: Diff) -> dict:
     """What `diff --json` prints."""
     return {"a": diff.name_a, "b": diff.name_b, "warnings": diff.warnings, "test": diff.test.to_dict(),
+            "flags_trusted": diff.flags_trusted,
             "noise": {"a": diff.noise_a.to_dict(), "b": diff.noise_b.to_dict()},
             "components": diff.table.to_dict("records")}
