@@ -154,7 +154,7 @@ def _once(call: PrefillCall):
 
 def _timed_repeats(call: PrefillCall, timing: Timing, progress: Progress | None, log_spans: bool) -> Measured:
     """Warmup, then the measured repeats; per repeat its exclusive time per range (and host spans if asked)."""
-    from profiler import contention
+    import profiler.contention as contention
 
     out, rec = Measured(), call.recorder
     total = timing.warmup + timing.repeat

@@ -31,3 +31,20 @@ def test_a_float32_gpu_run_in_tf32_is_held_to_the_tf32_peak():
     # the A100 datasheet: 19.5 TFLOP/s fp32, 156 TFLOP/s TF32 (dense)
     assert dtype == "tf32" and ceilings.peak_flops("tf32") == 156e12 and "TF32" in note
     assert matmul_dtype(dataclasses.replace(tf32, device="cpu"), ceilings)[0] == "float32"
+
+
+def test_gpu_phase_track_is_placed_by_device_time():
+    from analyzers.trace.export import device_phase_edges, our_tracks
+
+    # host ranges (integer ns, the trace's clock): the host launched the forward long before the device ran it
+    events = [{"ph": "X", "name": f"ttft/{n}", "pid": 1, "tid": 1, "ts": ts, "dur": dur}
+              for n, ts, dur in (("h2d", 0, 10), ("sampling", 50, 5), ("d2h", 60, 5))]
+    meta = {"phase_clock": "cuda-events", "phase_marks_unix_ns": [1000, 1020, 1500, 1510, 1530]}
+    edges = device_phase_edges(meta, base_ns=1000)
+    assert edges == [0, 20, 500, 510, 530]
+    phases = {e["name"]: (e["ts"], e["dur"]) for e in our_tracks(events, edges) if e.get("cat") == "ttft_phase"}
+    assert phases == {"h2d": (0, 20), "forward": (20, 480), "sampling": (500, 10), "d2h": (510, 20)}
+    # on a CPU the host ranges are the truth
+    assert device_phase_edges({"phase_clock": "host", "phase_marks_unix_ns": [1, 2, 3, 4, 5]}, 0) is None
+    host = {e["name"]: (e["ts"], e["dur"]) for e in our_tracks(events) if e.get("cat") == "ttft_phase"}
+    assert host["forward"] == (10, 40)

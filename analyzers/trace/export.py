@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from analyzers.atomic import write_bytes
-from analyzers.vocabulary import COLOURS, LABEL_PREFIX
+from analyzers.vocabulary import COLOURS, DEVICE_TIMING, LABEL_PREFIX, PHASES
 
 COMPONENT_TID, PHASE_TID = 1, 2
 _NOT_CLEAN = re.compile(r"[^A-Za-z0-9 _.\-]+")
@@ -133,8 +133,12 @@ def _events_to_us(events: list[dict]) -> None:
                 e[key] = ns_to_us(e[key])
 
 
-def our_tracks(events: list[dict]) -> list[dict]:
-    """Component spans and TTFT phases, copied from the `ttft/` ranges in the trace (times in integer ns)."""
+def our_tracks(events: list[dict], device_edges: list[int] | None = None) -> list[dict]:
+    """Component spans and TTFT phases, copied from the `ttft/` ranges in the trace (times in integer ns).
+
+    On a GPU the `ttft/` CPU ranges mark when the host launched each phase, not when the device ran
+    it; `device_edges` (the five phase edges from CUDA events, in the trace's ns) place the phases
+    where the device reached them instead."""
     ranges = sorted((e for e in _x_events(events) if str(e.get("name", "")).startswith(LABEL_PREFIX)),
                     key=lambda e: (e["ts"], -e.get("dur", 0)))
     if not ranges:
@@ -147,6 +151,16 @@ def our_tracks(events: list[dict]) -> list[dict]:
     for e in ranges:
         out.append({"ph": "X", "cat": "ttft_component", "name": e["name"], "pid": pid, "tid": COMPONENT_TID,
                     "ts": e["ts"], "dur": e.get("dur", 0), "args": {"colour": _colour(e["name"])}})
+    phases = _phases(ranges) if device_edges is None else [
+        (name, lo, hi - lo) for name, lo, hi in zip(PHASES, device_edges, device_edges[1:], strict=False)]
+    for name, ts, dur in phases:
+        out.append({"ph": "X", "cat": "ttft_phase", "name": name, "pid": pid, "tid": PHASE_TID,
+                    "ts": ts, "dur": max(dur, 0)})
+    return out
+
+
+def _phases(ranges: list[dict]) -> list[tuple[str, int, int]]:
+    """The TTFT phases from the host's `ttft/` ranges: the truth where the host does the work (CPU)."""
     by_name = {e["name"]: e for e in ranges}
     h2d, sampling, d2h = (by_name.get(LABEL_PREFIX + n) for n in ("h2d", "sampling", "d2h"))
     phases = []
@@ -159,10 +173,15 @@ def our_tracks(events: list[dict]) -> list[dict]:
         phases.append(("sampling", sampling["ts"], sampling.get("dur", 0)))
     if d2h:
         phases.append(("d2h", d2h["ts"], d2h.get("dur", 0)))
-    for name, ts, dur in phases:
-        out.append({"ph": "X", "cat": "ttft_phase", "name": name, "pid": pid, "tid": PHASE_TID,
-                    "ts": ts, "dur": max(dur, 0)})
-    return out
+    return phases
+
+
+def device_phase_edges(metadata: dict | None, base_ns: int) -> list[int] | None:
+    """The traced prefill's phase edges from CUDA events (profiler metadata), in the trace's ns; None on a CPU."""
+    marks = (metadata or {}).get("phase_marks_unix_ns")
+    if (metadata or {}).get("phase_clock") != DEVICE_TIMING or not isinstance(marks, list) or len(marks) != 5:
+        return None
+    return [int(m) - base_ns for m in marks]
 
 
 def _tracks(events: list[dict]) -> dict[tuple, list[dict]]:
@@ -324,7 +343,8 @@ def finalize_trace(raw_path: str | Path, out_path: str | Path, metadata: dict | 
     events = data["traceEvents"]
     _events_to_ns(events)
     telemetry = telemetry_counters(events, int(data.get("baseTimeNanoseconds", 0)), counters or [])
-    events.extend(our_tracks(events))
+    base_ns = int(data.get("baseTimeNanoseconds", 0))
+    events.extend(our_tracks(events, device_phase_edges(metadata, base_ns)))
     events.extend(telemetry)
     rebase(events, data)
     integer_ids(events)
