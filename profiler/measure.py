@@ -34,7 +34,7 @@ class Timing:
     seq_len: int = 2048
     batch: int = 1
     warmup: int = 2
-    repeat: int = 5
+    repeat: int = 7
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
     telemetry_interval_ms: float | None = 10.0

@@ -35,7 +35,7 @@ class Settings:
     """Attention implementation as transformers names it (sdpa, eager, flash_attention_2, ...)."""
     warmup: int = 2
     """Unmeasured prefills before timing; the very first one is reported as the cold TTFT."""
-    repeat: int = 5
+    repeat: int = 7
     """Measured prefills; the table is the median one (nearest rank), p90 from 10 on."""
     temperature: float = 0.0
     """First-token sampling temperature; 0 is greedy."""

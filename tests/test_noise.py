@@ -203,7 +203,8 @@ def test_a_run_under_cpu_load_says_it_is_noisy(tiny_model):
     torch.set_num_threads(1)  # one thread: no parallel region waits on a preempted sibling, so the test stays short
     try:
         with spinners() as procs:
-            run = profile_prefill(model, 64, warmup=1, repeat=8, telemetry_interval_ms=None)
+            # long enough (>= 50 scheduler ticks) for /proc/stat to show the others: a window of a few ticks says nothing
+            run = profile_prefill(model, 1024, warmup=1, repeat=8, telemetry_interval_ms=None)
             assert all(proc.poll() is None for proc in procs)  # they competed for the whole run
     finally:
         torch.set_num_threads(threads)

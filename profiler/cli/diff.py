@@ -1,4 +1,4 @@
-"""`ttft-profile diff A B`: per-component change, flagged only outside the spread of the repeats."""
+"""`ttft-profile diff A B`: per-component change, flagged only when the repeats make it unlikely to be noise."""
 from __future__ import annotations
 
 import sys
@@ -11,8 +11,8 @@ from profiler.cli.errors import ArgParser
 
 def run(argv: list[str]) -> int:
     parser = ArgParser(prog="ttft-profile diff", description=(
-        "Compare two run folders component by component; a change is flagged only when it is outside "
-        "the spread of the repeats."))
+        "Compare two run folders component by component; a change is flagged only when a rank test over "
+        "the repeats (Mann-Whitney U, Holm-corrected, 5%) says it is unlikely to be noise."))
     parser.add_argument("run_a", type=Path)
     parser.add_argument("run_b", type=Path)
     parser.add_argument("--json", action="store_true")

@@ -42,7 +42,8 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--attn", default="sdpa", help="attention implementation: sdpa, eager, flash_attention_2, ... (default: sdpa)")
     p.add_argument("--warmup", type=int, default=2, help="unmeasured runs first (default: 2)")
-    p.add_argument("--repeat", type=int, default=5, help="measured runs (default: 5; p90 shown from 10)")
+    p.add_argument("--repeat", type=int, default=7,
+                   help="measured runs (default: 7, the fewest two runs can be told apart with by `diff`; p90 from 10)")
     p.add_argument("--temperature", type=float, default=0.0, help="sample the first token at this temperature (default: greedy)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, with --temperature")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt and of sampling")
