@@ -15,6 +15,15 @@ The price is that few repeats can never reach the level: with m and n
 repeats the smallest two-sided p is 2 / C(m+n, m) (every repeat of B beyond
 every repeat of A), and when that is above Holm's first threshold LEVEL / K
 nothing can be flagged, so `DiffTest` says so and how many repeats would do.
+
+Significance is not yet a change. Repeats within one run cannot show the
+machine drifting between two runs (another process, a clock step, a cache
+layout), and on a shared machine that drift reaches several percent: two runs
+of one configuration here differed by 12% in TTFT with every repeat of one
+beyond every repeat of the other. So a row is `flagged` only when it is
+`significant`, its change is at least MIN_EFFECT of A's time, and neither run
+is noisy (analyzers.noise); a significant row that fails the other two is
+shown as a candidate (`changed?`), never as a change.
 """
 from __future__ import annotations
 
@@ -30,9 +39,10 @@ from analyzers.run import Run
 from analyzers.vocabulary import TOTAL
 
 LEVEL = 0.05  # family-wise: P(any row flagged | both runs measure the same thing) <= LEVEL
+MIN_EFFECT = 0.05  # the smallest relative change called a change: below it, between-run drift can explain it
 EXACT_MAX = 80  # m + n up to which the permutation distribution is counted exactly
 DIFF_COLUMNS = ["component", "ms_a", "ms_b", "delta_ms", "delta_pct", "spread_a_ms", "spread_b_ms", "p_value",
-                "p_holm", "flagged"]
+                "p_holm", "significant", "flagged"]
 # What makes two runs not like for like: comparing them is allowed (that is
 # often the point, e.g. two lengths), but the reader should know.
 COMPARED_FIELDS = ("model", "seq_len", "batch", "dtype", "device", "device_name", "attn", "timing",
@@ -225,13 +235,17 @@ def _row(component: str, a: tuple, b: tuple, samples_a: list[float], samples_b: 
 def diff_runs(a: Run, b: Run) -> pd.DataFrame:
     """Per component present in either run, then `ttft`: ms of each median repeat, delta (b − a), the test.
 
-    `flagged` = Holm-adjusted p ≤ LEVEL, and never when `DiffTest.can_flag` is false. The warnings of
+    `significant` = Holm-adjusted p ≤ LEVEL (never when `DiffTest.can_flag` is false); `flagged` =
+    significant, |change| ≥ MIN_EFFECT of A, and neither run noisy. The warnings of
     `diff_warnings(a, b)` travel along in `.attrs["warnings"]`, the `DiffTest` in `.attrs["test"]`.
     """
     table = pd.DataFrame(_rows(a, b))
     table["p_holm"] = holm(table["p_value"].tolist())
     test = diff_test(len(a.ttft_ns), len(b.ttft_ns), len(table))
-    table["flagged"] = (table["p_holm"] <= test.level) & test.can_flag
+    table["significant"] = (table["p_holm"] <= test.level) & test.can_flag
+    large = (table["delta_ms"].abs() >= MIN_EFFECT * table["ms_a"].abs()) | (table["ms_a"] == 0)
+    quiet = not (assess_noise(a).noisy or assess_noise(b).noisy)
+    table["flagged"] = table["significant"] & large & quiet
     table = table[DIFF_COLUMNS]
     table.attrs["warnings"] = diff_warnings(a, b)
     table.attrs["test"] = test

@@ -131,8 +131,11 @@ def test_diff_flags_attention_beyond_the_repeat_noise():
     assert (att["spread_a_ms"], att["spread_b_ms"]) == pytest.approx((2, 4))
     # every b above every a: two of the C(14, 7) = 3432 splits are as extreme; 4 rows (attention, mlp, other, ttft)
     assert att["p_value"] == pytest.approx(2 / 3432) and att["p_holm"] == pytest.approx(4 * 2 / 3432)
-    assert bool(att["flagged"]) and bool(table.loc["ttft", "flagged"])
-    assert not bool(table.loc["mlp", "flagged"])  # same median, interleaved repeats
+    assert bool(att["significant"]) and bool(table.loc["ttft", "significant"])
+    # ...but run a's TTFT spreads (35 - 31) / 33 = 12% over its repeats, beyond the 10% a run may spread and be
+    # trusted (analyzers/noise.py), so the significant rows are candidates, not changes
+    assert not bool(att["flagged"]) and not bool(table.loc["ttft", "flagged"])
+    assert not bool(table.loc["mlp", "significant"])  # same median, interleaved repeats
     assert table.loc["other", "p_value"] == 1 and not bool(table.loc["other", "flagged"])  # 1 ms in every repeat
     warnings = table.attrs["warnings"]
     assert len(warnings) == 1 and warnings[0].startswith("seq_len differs (1024 vs 4096)")

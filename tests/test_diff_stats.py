@@ -157,7 +157,10 @@ def test_diff_json_and_terminal_carry_the_test_and_each_runs_noise(tmp_path):
     assert not data["noise"]["a"]["noisy"] and data["noise"]["b"]["noisy"]
     assert data["flags_trusted"] is False  # the test sees noise within each run, not drift between them
     shown = cli("diff", str(tmp_path / "a"), str(tmp_path / "b")).stdout
-    assert "1 component(s) changed beyond the noise of their repeats, but a run is noisy" in shown
+    assert "no component changed beyond the noise of its repeats; 1 more differ beyond their repeats' noise but " \
+           "a run is noisy" in shown
+    assert not any(row["flagged"] for row in data["components"])  # a noisy run flags nothing
+    assert [row["component"] for row in data["components"] if row["significant"]] == ["attention", "ttft"]
     assert "changed?" in shown
     assert "Holm-corrected over 7 rows at 5% family-wise" in shown
     assert "run B is noisy, do not trust small differences: other processes used 61% of the CPUs" in shown

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from analyzers.diff import Diff
+from analyzers.diff import MIN_EFFECT, Diff
 from analyzers.vocabulary import TOTAL
 
 
@@ -21,22 +21,26 @@ def render_diff(diff: Diff, console) -> None:
     grid = Table(title=f"A = {escape(name_a)}\nB = {escape(name_b)}", title_justify="left", pad_edge=False)
     for column in ("component", "A ms", "B ms", "Δ ms", "Δ %", "spread A", "spread B", "p", "p Holm", ""):
         grid.add_column(column, justify="left" if column in ("component", "") else "right")
-    flagged, trusted = 0, diff.flags_trusted
+    flagged = candidates = 0
     for row in table.itertuples(index=False):
         pct = "" if math.isnan(row.delta_pct) else f"{row.delta_pct:+.1f}%"
-        mark = ("changed" if trusted else "changed?") if row.flagged else ""
+        mark = "changed" if row.flagged else "changed?" if row.significant else ""
         flagged += bool(row.flagged) and row.component != TOTAL
+        candidates += bool(row.significant and not row.flagged) and row.component != TOTAL
         grid.add_row(row.component, f"{row.ms_a:,.3f}", f"{row.ms_b:,.3f}", f"{row.delta_ms:+,.3f}", pct,
                      f"{row.spread_a_ms:,.3f}", f"{row.spread_b_ms:,.3f}", _p(row.p_value), _p(row.p_holm), mark,
                      style="bold" if row.flagged else None)
     console.print(grid)
     test = diff.test
     if test.can_flag:
-        changed = f"{flagged} component(s) changed beyond the noise of their repeats" if flagged else ""
-        if flagged and not trusted:
-            changed += (", but a run is noisy (below): repeats within a run cannot show the machine drifting "
-                        "between runs, so these may be the machine's changes (marked changed?)")
-        console.print(changed or "no component changed beyond the noise of its repeats", markup=False)
+        changed = f"{flagged} component(s) changed beyond the noise of their repeats" if flagged else \
+            "no component changed beyond the noise of its repeats"
+        if candidates:
+            why = ("a run is noisy (below)" if not diff.flags_trusted else
+                   f"each moved less than {100 * MIN_EFFECT:.0f}%, within what separate runs of one configuration drift")
+            changed += (f"; {candidates} more differ beyond their repeats' noise but {why}: repeats within a run "
+                        "cannot show the machine drifting between runs, so they are candidates (changed?), not changes")
+        console.print(changed, markup=False)
     console.print(test.note, markup=False)
     for label, noise in (("A", diff.noise_a), ("B", diff.noise_b)):
         if noise.noisy:
