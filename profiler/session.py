@@ -46,13 +46,14 @@ def _ceilings(settings: Settings, device_name: str, device: str, dtype: str):
 
     on_gpu = device.startswith("cuda")
     # measured ceilings hold for the thread count and dtype they were measured with (a GPU's do not depend on threads)
-    chosen = ceiling_table.choose(device_name, on_gpu, settings.gpu, threads=None if on_gpu else torch.get_num_threads(),
-                                  dtype=dtype)[0]
+    chosen, said = ceiling_table.choose(device_name, on_gpu, settings.gpu,
+                                        threads=None if on_gpu else torch.get_num_threads(), dtype=dtype)
     if settings.gpu and chosen is not None and not chosen.peak_flops(dtype):
         have = ", ".join(sorted(chosen.flops_per_s))
         raise ParameterError("gpu", settings.gpu, f"has no {dtype} peak in the hardware table (it has {have})",
                              "pick another `dtype` or `gpu`")
-    return chosen
+    stale = ceiling_table.stale_note()
+    return chosen, (f"note: {stale}." if chosen is None and stale and stale in said else None)
 
 
 def _notices(source, built: int, total: int) -> list[str]:
@@ -100,10 +101,10 @@ class Session:
         needed = builder.estimate_bytes(config, max(settings.seq_lens), settings.batch, dtype, settings.attn, device)
         builder.check_fits(needed, info.available_memory_bytes, device,
                            builder.sdpa_math_fallback(config, dtype, settings.attn, device))
-        ceilings = _ceilings(settings, info.name, device, dtype)
+        ceilings, ceilings_note = _ceilings(settings, info.name, device, dtype)
         fallback = builder.math_fallback_notice(config, dtype, settings.attn, device)
         return cls(settings, source, built, total, device, dtype, info, ceilings, needed,
-                   notices + _notices(source, built, total) + ([fallback] if fallback else []))
+                   notices + _notices(source, built, total) + [n for n in (fallback, ceilings_note) if n])
 
     def announce(self) -> None:
         """Notices go to stderr, so `--json` keeps stdout to JSON alone."""

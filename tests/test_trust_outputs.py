@@ -48,3 +48,20 @@ def test_gpu_phase_track_is_placed_by_device_time():
     assert device_phase_edges({"phase_clock": "host", "phase_marks_unix_ns": [1, 2, 3, 4, 5]}, 0) is None
     host = {e["name"]: (e["ts"], e["dur"]) for e in our_tracks(events) if e.get("cat") == "ttft_phase"}
     assert host["forward"] == (10, 40)
+
+
+def test_a_run_says_when_an_old_ceilings_cache_is_ignored(tmp_path):
+    import json
+
+    from analyzers.cost.ceilings import cache_path
+    from tests.conftest import cli
+
+    path = cache_path()  # the test's own cache (the hermetic fixture), never the user's
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = {"device_name": "cpu", "flops_per_s": {"float32": 2.2e10}, "bytes_per_s": 1e10, "source": "calibrated",
+           "details": {}}
+    path.write_text(json.dumps({"AMD EPYC (2 cores, 2 threads)": old}))  # the format before cache v2
+    result = cli("--model", "tiny-llama", "--len", "16", "--warmup", "0", "--repeat", "1", "--no-trace",
+                 "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "is in an older format (1 entry" in result.stderr and "ttft-profile calibrate" in result.stderr
