@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import functools
 import sys
+import weakref
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from torch import nn
 
+from analyzers.errors import InputError
 from analyzers.vocabulary import RangeKey
 from profiler.component_rules import FUNCTION_RULES, classify
 from profiler.recorders.host import RangeRecorder
@@ -54,11 +57,43 @@ def _layer_hooks(rec: RangeRecorder, layer: int):
     return pre, post
 
 
-def _wrap_function(rec: RangeRecorder, fn, component: str, detail: str | None):
+class _Patch:
+    """One patched function, shared by every `instrument` block that wants it.
+
+    The wrapper sends each call to the recorder of the model whose forward is
+    running (so two models of one modeling file, instrumented at once, each
+    see only their own calls); outside any forward, to the newest block's.
+    The original goes back when the last block using it exits, in any order.
+    """
+
+    def __init__(self, fn, component: str, detail: str | None, restore) -> None:
+        self.original, self.restore = fn, restore
+        self.users: list[RangeRecorder] = []
+        self.wrapper = _wrap_function(self, fn, component, detail)
+
+    def recorder(self) -> RangeRecorder | None:
+        current = _RUNNING.get()
+        if current is not None and any(current is user for user in self.users):
+            return current
+        return self.users[-1] if self.users else None
+
+
+# (module or interface id, name) -> its patch, while any block uses it
+_PATCHES: dict[tuple[int, str], _Patch] = {}
+# the models inside an `instrument` block now: a second block on one is refused
+_INSTRUMENTED: weakref.WeakSet = weakref.WeakSet()
+# the recorder of the instrumented model whose forward is running
+_RUNNING: ContextVar[RangeRecorder | None] = ContextVar("ttft_running_recorder", default=None)
+
+
+def _wrap_function(patch: _Patch, fn, component: str, detail: str | None):
     keys: dict[int | None, RangeKey] = {}
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        rec = patch.recorder()
+        if rec is None:
+            return fn(*args, **kwargs)
         layer = rec.layer
         key = keys.get(layer)
         if key is None:
@@ -71,6 +106,25 @@ def _wrap_function(rec: RangeRecorder, fn, component: str, detail: str | None):
 
     wrapper.__ttft_original__ = fn
     return wrapper
+
+
+def _use_patch(slot: tuple[int, str], make, rec: RangeRecorder, restores: list) -> None:
+    """Join the patch at `slot` (made by `make()` and installed if none), and leave it on exit."""
+    patch = _PATCHES.get(slot)
+    if patch is None:
+        patch = _PATCHES[slot] = make()
+    patch.users.append(rec)
+    restores.append(functools.partial(_leave_patch, slot, patch, rec))
+
+
+def _leave_patch(slot: tuple[int, str], patch: _Patch, rec: RangeRecorder) -> None:
+    for i in range(len(patch.users) - 1, -1, -1):
+        if patch.users[i] is rec:
+            del patch.users[i]
+            break
+    if not patch.users and _PATCHES.get(slot) is patch:
+        del _PATCHES[slot]
+        patch.restore()
 
 
 def _attention_interfaces(modeling_modules) -> list:
@@ -104,42 +158,98 @@ def _patch_functions(modeling_modules: list, rec, info: Instrumentation, restore
     """Module-level functions the modeling files call by global name (RoPE, eager attention, masks)."""
     for mod in modeling_modules:
         for fname, (component, detail) in FUNCTION_RULES.items():
-            original = mod.__dict__.get(fname)
-            if original is None or not callable(original) or hasattr(original, "__ttft_original__"):
-                continue
-            setattr(mod, fname, _wrap_function(rec, original, component, detail))
-            restores.append(functools.partial(setattr, mod, fname, original))
+            slot = (id(mod), fname)
+            if slot not in _PATCHES:
+                original = mod.__dict__.get(fname)
+                if original is None or not callable(original) or hasattr(original, "__ttft_original__"):
+                    continue
+            _use_patch(slot, functools.partial(_install_function, mod, fname, component, detail), rec, restores)
             info.patched_functions.append(f"{mod.__name__}.{fname}")
             info.components.add(component)
+
+
+def _install_function(mod, fname: str, component: str, detail: str | None) -> _Patch:
+    original = mod.__dict__[fname]
+    patch = _Patch(original, component, detail, functools.partial(setattr, mod, fname, original))
+    setattr(mod, fname, patch.wrapper)
+    return patch
 
 
 def _patch_attention(model: nn.Module, modeling_modules: list, rec, info: Instrumentation, restores: list) -> None:
     """The model's entry in transformers' attention interface (sdpa, flash, ...); eager is a function above."""
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    if not impl or impl == "eager":
+    if not impl or not isinstance(impl, str) or impl == "eager":
         return
     for interface in _attention_interfaces(modeling_modules):
-        if impl not in interface:
+        slot = (id(interface), impl)
+        if slot not in _PATCHES and (impl not in interface or hasattr(interface[impl], "__ttft_original__")):
             continue
-        had_local = impl in interface._local_mapping
-        previous = interface._local_mapping.get(impl)
-        interface[impl] = _wrap_function(rec, interface[impl], "attention", None)
+        _use_patch(slot, functools.partial(_install_attention, interface, impl), rec, restores)
         info.patched_functions.append(f"ALL_ATTENTION_FUNCTIONS[{impl!r}]")
         info.components.add("attention")
-        if had_local:
-            restores.append(functools.partial(interface._local_mapping.__setitem__, impl, previous))
-        else:
-            restores.append(functools.partial(interface._local_mapping.pop, impl, None))
+
+
+def _install_attention(interface, impl: str) -> _Patch:
+    local = interface._local_mapping
+    if impl in local:
+        restore = functools.partial(local.__setitem__, impl, local[impl])
+    else:
+        restore = functools.partial(local.pop, impl, None)
+    patch = _Patch(interface[impl], "attention", None, restore)
+    interface[impl] = patch.wrapper
+    return patch
+
+
+def _running_hooks(rec: RangeRecorder):
+    """Root-module hooks that say whose forward is running, for the shared function wrappers."""
+    tokens: list = []
+
+    def pre(_module, _args):
+        tokens.append(_RUNNING.set(rec))
+
+    def post(_module, _args, _output):
+        _reset_running(tokens)
+
+    return pre, post, tokens
+
+
+def _reset_running(tokens: list) -> None:
+    while tokens:
+        try:
+            _RUNNING.reset(tokens.pop())
+        except ValueError:  # set in another context (thread): that context's value is its own
+            pass
+
+
+def _check_arguments(model, recorder) -> None:
+    """Wrong types fail here, in one sentence, before anything is hooked or patched."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"instrument() needs model to be a torch.nn.Module, not {type(model).__name__}.")
+    if recorder is not None and not all(callable(getattr(recorder, n, None)) for n in ("push", "pop", "unwind")):
+        raise TypeError(f"instrument() needs recorder to be a RangeRecorder (or None), not {type(recorder).__name__}.")
+    if model in _INSTRUMENTED:
+        raise InputError(f"this {type(model).__name__} is already inside an instrument() block; nested blocks "
+                         "on one model are not supported: pass one recorder to the outer block and read it there.")
 
 
 @contextmanager
 def instrument(model: nn.Module, recorder: RangeRecorder | None = None) -> Iterator[Instrumentation]:
-    """Instrument `model` for the duration of the block; always restores it on exit."""
+    """Instrument `model` for the duration of the block; always restores it on exit.
+
+    A second block on the same model, while the first is open, is refused
+    (InputError) before it touches anything; blocks on different models may
+    overlap and exit in any order.
+    """
+    _check_arguments(model, recorder)
     rec = recorder if recorder is not None else RangeRecorder()
     info = Instrumentation(recorder=rec)
     handles: list = []
     restores: list = []
+    pre, post, tokens = _running_hooks(rec)
+    _INSTRUMENTED.add(model)
     try:
+        handles.append(model.register_forward_pre_hook(pre))
+        handles.append(model.register_forward_hook(post, always_call=True))
         _hook_modules(model, rec, info, handles)
         modeling = {type(m).__module__ for m in model.modules()}
         modeling_modules = [sys.modules[n] for n in sorted(modeling) if n in sys.modules]
@@ -147,6 +257,8 @@ def instrument(model: nn.Module, recorder: RangeRecorder | None = None) -> Itera
         _patch_attention(model, modeling_modules, rec, info, restores)
         yield info
     finally:
+        _INSTRUMENTED.discard(model)
+        _reset_running(tokens)
         rec.unwind()
         rec.layer = None
         for handle in handles:

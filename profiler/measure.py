@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import numbers
 import os
 import platform
 import sys
@@ -99,6 +100,7 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
     from profiler.recorders import default_recorder
     from profiler.telemetry import start_sampler
 
+    _check_arguments(model, seq_len, options)
     timing = Timing(seq_len=seq_len, **options)
     call = _prepare(model, timing, recorder or default_recorder(model_device_dtype(model)[0]))
     if trace_dir is not None:
@@ -119,6 +121,34 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
         _finish_trace(measured.raw_trace, trace_dir, measured.trace_meta, rows)
     return _run(model, call, timing, measured, sorted(info.components | set(PREFILL_RANGES)), origin,
                 telemetry=telemetry, telemetry_samples=rows)
+
+
+_INT_OPTIONS = ("batch", "warmup", "repeat", "seed", "vocab_size")
+
+
+def _check_arguments(model, seq_len, options: dict) -> None:
+    """Wrong types fail first, in one sentence naming the argument, not deep inside torch."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"profile_prefill() needs model to be a torch.nn.Module, not {type(model).__name__}.")
+    if next(model.parameters(), None) is None:
+        raise InputError(f"model ({type(model).__name__}) has no parameters, so it has no device or dtype to "
+                         "profile; pass a causal LM with its weights loaded.")
+    unknown = sorted(set(options) - {f for f in Timing.__dataclass_fields__ if f != "seq_len"})
+    if unknown:
+        raise TypeError(f"profile_prefill() got unknown option {unknown[0]!r}; the options are the fields of Timing.")
+    for name, value in (("seq_len", seq_len), *((n, options[n]) for n in _INT_OPTIONS if n in options)):
+        if value is None and name == "vocab_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"profile_prefill() needs {name} to be an int, not {type(value).__name__} {value!r}.")
+    if "sampling" in options and not isinstance(options["sampling"], Sampling):
+        raise TypeError(f"profile_prefill() needs sampling to be a Sampling, not {type(options['sampling']).__name__}.")
+    interval = options.get("telemetry_interval_ms")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, numbers.Real)):
+        raise TypeError(f"profile_prefill() needs telemetry_interval_ms to be a number or None, "
+                        f"not {type(interval).__name__}.")
 
 
 def _prepare(model, timing: Timing, recorder) -> PrefillCall:
