@@ -7,12 +7,14 @@ the CSV next to its PNG and the table under it in the page.
 from __future__ import annotations
 
 import base64
+import errno
 import html
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from analyzers.atomic import write_text
+from analyzers.atomic import WriteError, write_failure, write_text
 from analyzers.cost.roofline import effective_ceilings
 from analyzers.errors import InputError
 from analyzers.render import figures
@@ -32,6 +34,9 @@ details{margin:.3rem 0 1rem}summary{cursor:pointer;color:#1565c0;font-size:.85re
 """
 
 
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 class ReportError(InputError):
     """A folder that is neither a run nor a sweep, or one with files missing."""
 
@@ -40,8 +45,12 @@ def _figure(folder: Path, name: str, data: pd.DataFrame, draw, *draw_args) -> tu
     """Draw a PNG and save its data as CSV beside it; return the PNG as a data URI."""
     png, csv = folder / f"{name}.png", folder / f"{name}.csv"
     tmp = folder / f".{name}.tmp.png"
-    draw(data, tmp, *draw_args)
-    tmp.replace(png)
+    try:
+        draw(data, tmp, *draw_args)
+        tmp.replace(png)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failure(png, exc) from None
     write_text(csv, data.to_csv(float_format="%.6g"))
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode(), data
 
@@ -159,10 +168,24 @@ def _sweep_report(folder: Path) -> str:
 
 
 def write_report(path: str | Path) -> Path:
-    """Write report.html into a run or sweep folder and return its path."""
+    """Write report.html into a run or sweep folder and return its path.
+
+    A write that fails (a full disk) is one sentence naming the file, and the
+    figures folder this call created is removed: no half a report is left.
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise ReportError(f"{folder} is not a folder; pass a run folder or a sweep folder.")
+    new_figures = not (folder / "figures").exists()
+    try:
+        return _write_page(folder)
+    except BaseException:
+        if new_figures:
+            shutil.rmtree(folder / "figures", ignore_errors=True)
+        raise
+
+
+def _write_page(folder: Path) -> Path:
     try:
         if (folder / "sweep.json").exists():
             page = _sweep_report(folder)
@@ -171,8 +194,10 @@ def write_report(path: str | Path) -> Path:
         else:
             raise ReportError(f"{folder} holds neither run.json nor sweep.json, so it is not a run or a sweep folder.")
     except (InputError, OSError, KeyError, ValueError) as exc:
-        if isinstance(exc, ReportError):
+        if isinstance(exc, ReportError | WriteError):
             raise
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS and exc.filename:
+            raise write_failure(exc.filename, exc) from None
         raise ReportError(f"{folder} could not be read whole ({str(exc).rstrip('.')}); "
                           "re-run the profile that made it.") from None
     out = folder / "report.html"

@@ -10,6 +10,7 @@ import sys
 
 from analyzers.errors import InputError
 from profiler.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, in_flags, missing_dependency
+from profiler.signals import EXIT_TERMINATED, Terminated, sigterm_raises
 
 # subcommand -> module under profiler.cli with a `run(argv) -> int`; anything else is a profile
 COMMANDS = ("models", "analyze", "calibrate", "predict", "sweep", "diff", "report")
@@ -21,11 +22,37 @@ def _command(argv: list[str]):
     return importlib.import_module(f"profiler.cli.{name}").run, rest
 
 
+def _refuse_staging(name: str, rest: list[str]) -> None:
+    """A reading command given a run's staging folder: it is never a run, whatever files it holds."""
+    from pathlib import Path
+
+    from profiler.runfolder import staging_folder_in
+
+    if name not in ("analyze", "report", "diff", "predict"):
+        return
+    for arg in rest:
+        folder = None if arg.startswith("-") else staging_folder_in(Path(arg))
+        if folder is not None:
+            raise InputError(f"{folder} is the staging folder of a run that never finished (it was killed), not a "
+                             "run; remove it and profile again.")
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """One line: what stopped the command, and whether its run folder was kept."""
+    word = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    folder = getattr(exc, "committed_folder", None)
+    where = f"the run folder {folder} is complete" if folder is not None else "no run folder was written"
+    print(f"ttft-profile: {word}; {where}.", file=sys.stderr)
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        run, rest = _command(argv)
-        return run(rest)
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C, through every cleanup
+            run, rest = _command(argv)
+            _refuse_staging(argv[0] if argv else "", rest)
+            return run(rest)
     except InputError as exc:
         print(f"ttft-profile: error: {in_flags(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -35,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ttft-profile: error: {sentence}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("ttft-profile: interrupted; no run folder was written.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Terminated too
+        return _interrupted(exc)
     except BrokenPipeError:  # `ttft-profile ... --json | head`: the reader left, which is not an error
         import os
 

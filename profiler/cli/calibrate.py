@@ -39,7 +39,13 @@ def run(argv: list[str]) -> int:
     with status("calibrating"):
         ceilings = calibrate(device, info.name)  # CalibrationRefused: one sentence, nothing saved
     replaced = read_cache().stale
-    path = save_calibrated(ceilings)
+    try:
+        path = save_calibrated(ceilings)  # a failed write (a full disk) is a WriteError naming the cache
+    except OSError as exc:  # the cache's folder could not be made
+        from analyzers.atomic import write_failure
+        from analyzers.cost.ceilings import cache_path
+
+        raise write_failure(cache_path(), exc) from None
     if args.json:
         print(dumps(ceilings.to_dict()))
         return 0

@@ -17,13 +17,14 @@ def run(argv: list[str]) -> int:
     from analyzers.render.terminal import render_run
     from analyzers.store import save_run
     from analyzers.tables import compute_tables
-    from profiler.runfolder import StagedFolder, default_run_dir
+    from profiler.runfolder import StagedFolder, check_out, default_run_dir
     from profiler.session import Session
 
+    if args.out is not None:
+        check_out(args.out)  # before the model's config is even read
     session = Session.prepare(settings_from(args, [args.seq_len], ["ttft-profile", *argv]))
     final = args.out if args.out is not None else default_run_dir(TRACES, session.source.name, args.seq_len)
-    staged = StagedFolder(final)
-    try:
+    with StagedFolder(final) as staged:  # any failure or signal before commit removes it
         session.announce()
         with status(session.build_message):
             session.build()
@@ -32,11 +33,8 @@ def run(argv: list[str]) -> int:
         tables = compute_tables(result)
         save_run(result, staged.path, tables)
         result.path = str(staged.commit())
-    except BaseException:
-        staged.discard()
-        raise
-    if args.json:
-        print(dumps(run_json(tables)))
-    else:
-        render_run(tables, console())
+        if args.json:
+            print(dumps(run_json(tables)))
+        else:
+            render_run(tables, console())
     return 0

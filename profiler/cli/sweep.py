@@ -23,14 +23,15 @@ def run(argv: list[str]) -> int:
     from analyzers.store import csv_text, save_run
     from analyzers.sweep import Sweep, summarise, sweep_rows
     from analyzers.tables import compute_tables
-    from profiler.runfolder import StagedFolder, default_run_dir
+    from profiler.runfolder import StagedFolder, check_out, default_run_dir
     from profiler.session import Session
 
     lengths = parse_lengths(args.lengths)
+    if args.out is not None:
+        check_out(args.out)  # before the model's config is even read
     session = Session.prepare(settings_from(args, lengths, ["ttft-profile", "sweep", *argv]))
     final = args.out if args.out is not None else default_run_dir(TRACES, session.source.name, kind="sweep")
-    staged = StagedFolder(final)
-    try:
+    with StagedFolder(final) as staged:  # any failure or signal before commit removes it
         session.announce()
         with status(session.build_message):
             session.build()
@@ -53,13 +54,9 @@ def run(argv: list[str]) -> int:
         write_text(staged.path / "sweep.csv", csv_text(table))
         write_text(staged.path / "fits.csv", csv_text(pd.DataFrame(summary["fits"])))
         write_text(staged.path / "sweep.json", dumps(summary) + "\n")
-        path = staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
-    sweep = Sweep(table, summary, str(path))
-    if args.json:
-        print(dumps(sweep_json(sweep)))
-    else:
-        render_sweep(sweep, console())
+        sweep = Sweep(table, summary, str(staged.commit()))
+        if args.json:
+            print(dumps(sweep_json(sweep)))
+        else:
+            render_sweep(sweep, console())
     return 0
