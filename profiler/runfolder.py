@@ -159,6 +159,9 @@ class StagedFolder:
                 raise InputError(f"{self.final} was written by another run while this one ran, so this run was not "
                                  "saved; pass another `out`.") from None
             raise write_failure(self.final, exc) from None
+        except BaseException:  # a signal: the rename is atomic, so the folder is either in place or staged
+            self.committed = not self.path.exists() and self.final.is_dir()
+            raise
         self.committed = True
         return self.final
 
