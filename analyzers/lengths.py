@@ -14,7 +14,18 @@ def token_count(text: str) -> int:
     m = _ITEM.match(text)
     if not m:
         raise InputError(f"{text!r} is not a whole number of tokens; {_FORMAT}.")
-    return int(m.group(1)) * (1024 if m.group(2) else 1)
+    return _bounded(int(m.group(1)) * (1024 if m.group(2) else 1), text)
+
+
+# No model is trained on prompts this long; a length past it is a typo, and its memory estimate overflows sense.
+MAX_TOKENS = 2**26
+
+
+def _bounded(n: int, text: str) -> int:
+    if n > MAX_TOKENS:
+        raise InputError(f"{text.strip()!r} is {n:,} tokens, above the {MAX_TOKENS:,} a length may be; "
+                         "pass a shorter `seq_len`.")
+    return n
 
 
 _ITEM = re.compile(r"^\s*(-?\d+)\s*([kK]?)\s*$")
@@ -25,7 +36,7 @@ def _length(item: str, text: str) -> int:
     m = _ITEM.match(item)
     if not m:
         raise InputError(f"{item.strip()!r} in {text!r} is not a length; {_FORMAT}.")
-    return int(m.group(1)) * (1024 if m.group(2) else 1)
+    return _bounded(int(m.group(1)) * (1024 if m.group(2) else 1), item)
 
 
 def parse_lengths(text: str) -> list[int]:

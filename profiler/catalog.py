@@ -56,13 +56,8 @@ def _has_safetensors(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists()
 
 
-def _from_local(path: Path, name: str) -> ModelSource:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise InputError(
-            f"the folder {path} has no config.json; pass a folder saved with save_pretrained() "
-            "or a built-in name (see `ttft-profile models`)."
-        )
+def _read_config(config_file: Path) -> dict:
+    """A config.json as a dict, or one sentence naming the file: unreadable, not JSON, or not an object."""
     try:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError) as exc:
@@ -70,6 +65,17 @@ def _from_local(path: Path, name: str) -> ModelSource:
     if not isinstance(config, dict):
         raise InputError(f"{config_file} holds a JSON {type(config).__name__}, not a config object; "
                          "pass a folder saved with save_pretrained().")
+    return config
+
+
+def _from_local(path: Path, name: str) -> ModelSource:
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise InputError(
+            f"the folder {path} has no config.json; pass a folder saved with save_pretrained() "
+            "or a built-in name (see `ttft-profile models`)."
+        )
+    config = _read_config(config_file)
     weights = str(path) if _has_safetensors(path) else None
     return ModelSource(name, "local", config, weights, str(path))
 
@@ -87,7 +93,7 @@ def _from_hf_cache(repo_id: str) -> ModelSource | None:
     if not isinstance(found, str):
         return None
     snapshot = Path(found).parent
-    config = json.loads(Path(found).read_text())
+    config = _read_config(Path(found))
     weights = str(snapshot) if _has_safetensors(snapshot) else None
     return ModelSource(repo_id, "hf-cache", config, weights, str(snapshot))
 

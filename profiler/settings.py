@@ -9,9 +9,11 @@ anything slow runs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from analyzers.errors import ParameterError
+from analyzers.lengths import MAX_TOKENS
 from analyzers.vocabulary import dtype_name
 
 
@@ -53,24 +55,40 @@ class Settings:
     """Run one more prefill under torch.profiler and keep its trace."""
     nvtx_only: bool = False
     """NVTX ranges only, no torch.profiler at all (for Nsight Systems)."""
+    allow_missing_weights: bool = False
+    """Load a safetensors set that covers only part of the model; the rest stays random (named in a notice)."""
+    allow_pickle: bool = False
+    """Load a pickle checkpoint (pytorch_model.bin, *.pt), with torch.load(weights_only=True) only."""
     command: tuple[str, ...] = field(default=(), compare=False)
     """The command line that asked for this, recorded in run.json."""
 
     def __post_init__(self) -> None:
-        _at_least("batch", self.batch, 1, "")
-        _at_least("repeat", self.repeat, 1, "use 5 or more for a stable p50")
-        _at_least("warmup", self.warmup, 0, "use 0 or more")
+        _at_least("batch", self.batch, 1, "", MAX_BATCH)
+        _at_least("repeat", self.repeat, 1, "use 5 or more for a stable p50", MAX_REPEAT)
+        _at_least("warmup", self.warmup, 0, "use 0 or more", MAX_REPEAT)
+        _at_least("seed", self.seed, 0, "use a seed in 0..2**63-1, as torch.Generator takes", MAX_SEED)
+        if self.layers is not None and (not isinstance(self.layers, int) or isinstance(self.layers, bool)):
+            # its range depends on the model, and is checked against the config when the session is prepared
+            raise ParameterError("layers", self.layers, "is not a whole number", "pass how many decoder layers to build")
         if not self.seq_lens:
             raise ParameterError("seq_lens", [], "is empty", "give at least one prompt length")
         for n in self.seq_lens:
-            _at_least("seq_len", n, 1, "pass the prompt length in tokens")
+            _at_least("seq_len", n, 1, "pass the prompt length in tokens", MAX_TOKENS)
+        _finite("temperature", self.temperature, "use 0 for greedy or a positive value")
         if self.temperature < 0:
             raise ParameterError("temperature", self.temperature, "is negative", "use 0 for greedy or a positive value")
+        _finite("top_p", self.top_p, "use a value such as 0.9")
         if not 0 < self.top_p <= 1:
             raise ParameterError("top_p", self.top_p, "is outside (0, 1]", "use a value such as 0.9")
         interval = self.telemetry_interval_ms
-        if interval is not None and not interval > 0:
-            raise ParameterError("telemetry_interval_ms", interval, "must be positive", "use the default 10")
+        if interval is not None:
+            _finite("telemetry_interval_ms", interval, "use the default 10")
+            if not 0 < interval <= MAX_INTERVAL_MS:
+                raise ParameterError("telemetry_interval_ms", interval, f"is outside (0, {MAX_INTERVAL_MS:g}]",
+                                     "use the default 10")
+        for name in ("allow_long", "allow_missing_weights", "allow_pickle", "trace", "nvtx_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(name, getattr(self, name), "is not True or False", "pass a bool")
         if self.dtype != "auto" and dtype_name(self.dtype) is None:
             raise ParameterError("dtype", self.dtype, "is not known", "use one of float32, bfloat16, float16 or auto")
 
@@ -85,9 +103,27 @@ class Settings:
         return self.trace and not self.nvtx_only
 
 
-def _at_least(name: str, value: int, low: int, fix: str) -> None:
+# Stated bounds: past them a value is a typo, not a profile (torch.Generator takes seeds below 2**63 here,
+# lengths are bounded by analyzers.lengths.MAX_TOKENS, and a telemetry interval over a minute samples nothing).
+MAX_SEED = 2**63 - 1
+MAX_BATCH = 2**16
+MAX_REPEAT = 100_000
+MAX_INTERVAL_MS = 60_000.0
+
+
+def _at_least(name: str, value: int, low: int, fix: str, high: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ParameterError(name, value, "is not a whole number", fix or f"pass an integer of at least {low}")
     if value < low:
         problem = "is negative" if low == 0 else f"must be at least {low}"
-        raise ParameterError(name, value, problem, fix)
+        raise ParameterError(name, value, problem, fix or f"pass an integer of at least {low}")
+    if high is not None and value > high:
+        raise ParameterError(name, value, f"is above {high:,}", fix or f"pass an integer of at most {high:,}")
+
+
+def _finite(name: str, value: object, fix: str) -> None:
+    """NaN compares false with everything, so a range check alone would let it through: refuse it first."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(name, value, "is not a number", fix)
+    if not math.isfinite(value):
+        raise ParameterError(name, value, "is not a finite number", fix)

@@ -10,6 +10,7 @@ threads and a ceiling from another count would be wrong by that factor.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class CacheFile:
 
     entries: dict
     stale: int
+    bad: int = 0
 
 
 def cache_key(device_name: str, threads: int | None, dtypes) -> str:
@@ -78,7 +80,23 @@ def read_cache() -> CacheFile:
     if data.get("format") != CACHE_FORMAT:
         return CacheFile({}, sum(isinstance(v, dict) for v in data.values()))
     entries = data.get("entries")
-    return CacheFile(entries if isinstance(entries, dict) else {}, 0)
+    entries = entries if isinstance(entries, dict) else {}
+    usable = {key: entry for key, entry in entries.items() if _usable(entry)}
+    return CacheFile(usable, 0, len(entries) - len(usable))
+
+
+def _rate(value) -> bool:
+    """A rate a roofline may divide by: a finite positive number (not a string, a bool, NaN, zero or negative)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _usable(entry) -> bool:
+    """An entry whose every rate is a rate; anything else (a hand edit, a broken write) is set aside."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("device_name"), str):
+        return False
+    flops = entry.get("flops_per_s")
+    return (isinstance(flops, dict) and bool(flops) and all(_rate(v) for v in flops.values())
+            and _rate(entry.get("bytes_per_s")) and isinstance(entry.get("details", {}), dict))
 
 
 def _matches(ceilings: Ceilings, device_name: str, threads: int | None, dtype: str | None) -> bool:
@@ -116,8 +134,12 @@ def save_calibrated(ceilings: Ceilings) -> Path:
 
 
 def stale_note() -> str | None:
-    """One sentence when the cache holds only an older format's entries, which no run uses."""
-    stale = read_cache().stale
+    """One sentence when the cache holds entries no run uses: an older format's, or ones with unusable rates."""
+    cache = read_cache()
+    stale = cache.stale
+    if cache.bad and not stale:
+        return (f"the ceilings cache {cache_path()} has {cache.bad} entr{'y' if cache.bad == 1 else 'ies'} whose rates "
+                "are not finite positive numbers, ignored; run `ttft-profile calibrate` again")
     if not stale:
         return None
     return (f"the ceilings cache {cache_path()} is in an older format ({stale} entr{'y' if stale == 1 else 'ies'}, "

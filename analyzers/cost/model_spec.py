@@ -8,6 +8,7 @@ own defaults for those model types.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -110,7 +111,7 @@ class ModelSpec:
         if heads % kv_heads:
             raise SpecError(f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}; "
                             "fix the config.")
-        head_dim = _int(config, "head_dim", default=HEAD_DIM_DEFAULT.get(model_type, hidden // heads))
+        head_dim = _head_dim(config, model_type, hidden, heads)
         experts, top_k, expert_width, shared, moe_layers = _moe(config, layers)
         dense_needed = not all(moe_layers) if experts else True
         intermediate = _int(config, "intermediate_size", default=None if dense_needed else 0,
@@ -164,17 +165,41 @@ class ModelSpec:
 _MISSING = object()
 
 
+# Past these a field is a typo or a hostile file, not a model: the largest published configs are far below
+# (126 layers, 262k vocabularies, widths under 2**17), and an absurd size would overflow the cost model.
+_MAX_LAYERS = 10_000
+_MAX_SIZE = 2**24
+_MAX_POSITIONS = 2**40  # positions and windows: some configs write very large "unlimited" values
+
+
+def _ceiling(key: str) -> int:
+    if key in ("max_position_embeddings", "sliding_window"):
+        return _MAX_POSITIONS
+    return _MAX_LAYERS if "layers" in key else _MAX_SIZE
+
+
 def _int(config: dict, key: str, default: Any = _MISSING, minimum: int = 1) -> int:
-    """`config[key]` as an int >= `minimum`; None or absent fall back to `default`, else raise."""
+    """`config[key]` as an int in `minimum`..a stated ceiling; None or absent fall back to `default`, else raise."""
     value = config.get(key)
     if value is None:
         if default is _MISSING or default is None:
             raise SpecError(f"the config has no {key}; the FLOP and byte model needs it, so pass the model's full "
                             "config.json (a decoder-only causal LM).")
         return int(default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or int(value) != value or value < minimum):
         raise SpecError(f"the config's {key} is {value!r}, not an integer of at least {minimum}; fix the config.")
+    if value > _ceiling(key):
+        raise SpecError(f"the config's {key} is {value!r}, above the {_ceiling(key):,} any model has; fix the config.")
     return int(value)
+
+
+def _head_dim(config: dict, model_type: str, hidden: int, heads: int) -> int:
+    """The config's head_dim, else the model type's default, else hidden // heads, which must then divide."""
+    if config.get("head_dim") is None and model_type not in HEAD_DIM_DEFAULT and hidden % heads:
+        raise SpecError(f"the config's hidden_size {hidden} is not a multiple of num_attention_heads {heads} "
+                        "and it gives no head_dim; fix the config or add head_dim.")
+    return _int(config, "head_dim", default=HEAD_DIM_DEFAULT.get(model_type, hidden // heads))
 
 
 def _moe(config: dict, layers: int) -> tuple[int, int, int, int, tuple[bool, ...]]:

@@ -50,6 +50,10 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="folder to write (default: traces/<model>-n<len>-<time>, or <model>-sweep-<time>)")
     p.add_argument("--allow-long", action="store_true", help="allow --len above the model's max_position_embeddings")
+    p.add_argument("--allow-missing-weights", action="store_true",
+                   help="load *.safetensors that cover only part of the model; the rest stays random (named in a notice)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="load a pickle checkpoint (pytorch_model.bin, *.pt) with torch.load(weights_only=True)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout instead of the table")
     p.add_argument("--gpu", default=None,
                    help="roofline ceilings from this GPU's datasheet (default: calibrated, else detected)")
@@ -69,4 +73,4 @@ def settings_from(args: argparse.Namespace, seq_lens: list[int], command: list[s
         device=args.device, attn=args.attn, warmup=args.warmup, repeat=args.repeat, temperature=args.temperature,
         top_p=args.top_p, seed=args.seed, allow_long=args.allow_long, gpu=args.gpu,
         telemetry_interval_ms=args.nvml_interval_ms, trace=not args.no_trace, nvtx_only=args.nvtx_only,
-        command=tuple(command))
+        allow_missing_weights=args.allow_missing_weights, allow_pickle=args.allow_pickle, command=tuple(command))

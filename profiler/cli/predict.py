@@ -28,10 +28,13 @@ def _parser() -> ArgParser:
 
 def _check(args) -> None:
     from analyzers.cost.flops import ATTENTION_KINDS
+    from profiler.settings import MAX_BATCH
 
-    for name, value in (("seq_len", args.seq_len), ("batch", args.batch)):
-        if value < 1:
-            raise ParameterError(name, value, "must be at least 1")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise ParameterError("batch", args.batch, f"is outside 1..{MAX_BATCH}", "pass the prompts per prefill")
+    if args.seq_len < 1:
+        raise ParameterError("seq_len", args.seq_len, "must be at least 1")
+    # NaN fails every comparison, so `not 0 < e <= 1` refuses it along with infinities.
     if args.efficiency is not None and not 0 < args.efficiency <= 1:
         raise ParameterError("efficiency", args.efficiency, "is outside (0, 1]",
                              "use e.g. 0.6 for 60% of the floor's speed")
