@@ -11,6 +11,8 @@ import contextlib
 import importlib.util
 import io
 import math
+import sys
+from pathlib import Path
 
 from analyzers.errors import InputError, ParameterError
 from analyzers.vocabulary import dtype_bytes
@@ -141,9 +143,91 @@ def _init_random_(model, std: float) -> None:
 _NOISE_BLOCK = 1 << 22
 
 
-def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn: str):
+def missing_weights(missing, where: str, allowed: bool) -> str | None:
+    """Refuse weights that cover only part of the model, naming the first missing tensors; with `allowed`, a notice."""
+    missing = sorted(missing)
+    if not missing:
+        return None
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    if not allowed:
+        raise InputError(f"the weights in {where} lack {len(missing)} of the model's tensors ({shown}); "
+                         "pass the complete checkpoint, or allow_missing_weights (--allow-missing-weights) "
+                         "to profile with those tensors random.")
+    return (f"note: the weights in {where} lack {len(missing)} tensors ({shown}); those are random "
+            "(--allow-missing-weights).")
+
+
+def _load_pickles(model, files: tuple[str, ...], allow_missing: bool) -> str | None:
+    """Pickle checkpoints through torch.load(weights_only=True): tensors only, never arbitrary objects."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+
+    state: dict = {}
+    for file in files:
+        try:
+            loaded = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt, or holding objects weights_only refuses
+            raise InputError(f"{file} could not be loaded with weights_only=True ({first_line(exc)}); "
+                             "convert it to safetensors or remove it.") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"{file} holds a {type(loaded).__name__}, not a state dict; save model.state_dict().")
+        state.update(loaded)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that do not fit the config
+        raise InputError(f"the weights in {files[0]} do not fit the config ({first_line(exc)}); "
+                         "fix the checkpoint or remove it to profile with random weights.") from None
+    tied = {k for k in result.missing_keys if k.endswith("lm_head.weight")} if model.config.tie_word_embeddings else set()
+    return missing_weights(set(result.missing_keys) - tied, str(Path(files[0]).parent), allow_missing)
+
+
+def _pickle_notice(source: ModelSource) -> str:
+    names = ", ".join(Path(f).name for f in source.pickle_files)
+    return (f"note: {names} not loaded: a pickle checkpoint can run code when unpickled, so it is loaded only with "
+            "allow_pickle (--allow-pickle, then with torch.load(weights_only=True)); profiling with random weights.")
+
+
+def _from_safetensors(source: ModelSource, config, torch_dtype, device: str, attn: str, allow_missing: bool):
+    """from_pretrained, with the tensors the files lack counted, not silently drawn at random."""
+    from transformers import AutoModelForCausalLM
+
+    # Straight onto the device when accelerate is there; else through host memory
+    # (accelerate is optional: one more dependency for one code path).
+    direct = device != "cpu" and importlib.util.find_spec("accelerate") is not None
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            source.weights_dir, config=config, dtype=torch_dtype, attn_implementation=attn,
+            local_files_only=True, output_loading_info=True, **({"device_map": device} if direct else {}),
+        )
+    except Exception as exc:  # the user's files: corrupt headers, shapes that do not fit the config
+        if "memory" in str(exc).lower():
+            raise  # the caller turns running out of memory into its own sentence
+        first = first_line(exc)
+        raise InputError(f"the weights in {source.weights_dir} could not be loaded ({first}); "
+                         "fix or remove the *.safetensors files to profile with random weights.") from None
+    notice = missing_weights(info.get("missing_keys") or (), source.weights_dir, allow_missing)
+    if device != "cpu" and not direct:
+        model.to(device)
+    return model, notice
+
+
+def _random(config, config_dict: dict, torch_dtype, device: str, attn: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
+
+    with torch.device(device), no_init_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn)
+    model.tie_weights()  # no_init_weights also skips tying: Gemma's lm_head must be its embedding
+    _init_random_(model, float(config_dict.get("initializer_range", 0.02)))
+    return model
+
+
+def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn: str, *,
+          allow_missing_weights: bool = False, allow_pickle: bool = False, notices: list | None = None):
+    """The model, with its weights when there are usable ones; what a run should know goes into `notices`
+    (printed to stderr when no list is given), so random tensors are never silent."""
+    import torch
+    from transformers import AutoConfig
     from transformers.utils import logging as hf_logging
 
     config_dict, _built, _total = truncated_config(source.config, layers)
@@ -157,36 +241,31 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
     except ValueError as exc:
         raise InputError(f"transformers cannot build model_type {model_type!r} ({exc}); upgrade transformers.") from None
     torch_dtype = getattr(torch, dtype)
+    said: list[str | None] = []
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             if source.weights_dir is not None:
-                # Straight onto the device when accelerate is there; else through host memory
-                # (accelerate is optional: one more dependency for one code path).
-                direct = device != "cpu" and importlib.util.find_spec("accelerate") is not None
-                try:
-                    model = AutoModelForCausalLM.from_pretrained(
-                        source.weights_dir, config=config, dtype=torch_dtype, attn_implementation=attn,
-                        local_files_only=True, **({"device_map": device} if direct else {}),
-                    )
-                except Exception as exc:  # the user's files: corrupt headers, shapes that do not fit the config
-                    if "memory" in str(exc).lower():
-                        raise  # the caller turns running out of memory into its own sentence
-                    first = first_line(exc)
-                    raise InputError(f"the weights in {source.weights_dir} could not be loaded ({first}); "
-                                     "fix or remove the *.safetensors files to profile with random weights.") from None
-                if device != "cpu" and not direct:
-                    model.to(device)
+                model, notice = _from_safetensors(source, config, torch_dtype, device, attn, allow_missing_weights)
+                said.append(notice)
             else:
-                from transformers.initialization import no_init_weights
-
-                with torch.device(device), no_init_weights():
-                    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn)
-                model.tie_weights()  # no_init_weights also skips tying: Gemma's lm_head must be its embedding
-                _init_random_(model, float(config_dict.get("initializer_range", 0.02)))
+                model = _random(config, config_dict, torch_dtype, device, attn)
+                if source.pickle_files and allow_pickle:
+                    said.append(_load_pickles(model, source.pickle_files, allow_missing_weights))
+                elif source.pickle_files:
+                    said.append(_pickle_notice(source))
     except (ValueError, ImportError) as exc:
         first = first_line(exc)
         if "attn" in first.lower() or "attention" in first.lower():
             raise ParameterError("attn", attn, f"is not available for this model here ({first})", "try `attn` sdpa or eager") from None
         raise
+    _tell([n for n in said if n], notices)
     model.eval()
     return model
+
+
+def _tell(lines: list[str], notices: list | None) -> None:
+    if notices is not None:
+        notices.extend(lines)
+        return
+    for line in lines:
+        print(line, file=sys.stderr)

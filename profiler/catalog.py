@@ -29,6 +29,8 @@ class ModelSource:
     config: dict
     weights_dir: str | None
     origin: str
+    pickle_files: tuple[str, ...] = ()
+    """Pickle checkpoints found where no safetensors are: loaded only with allow_pickle, never by default."""
 
     @property
     def random_weights(self) -> bool:
@@ -68,6 +70,16 @@ def _read_config(config_file: Path) -> dict:
     return config
 
 
+# Pickle checkpoints can run code when unpickled; they are listed, and loaded only on request (weights_only).
+PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth")
+
+
+def _pickles(folder: Path) -> tuple[str, ...]:
+    if _has_safetensors(folder):
+        return ()
+    return tuple(sorted({str(f) for pattern in PICKLE_PATTERNS for f in folder.glob(pattern) if f.is_file()}))
+
+
 def _from_local(path: Path, name: str) -> ModelSource:
     config_file = path / "config.json"
     if not config_file.exists():
@@ -77,7 +89,7 @@ def _from_local(path: Path, name: str) -> ModelSource:
         )
     config = _read_config(config_file)
     weights = str(path) if _has_safetensors(path) else None
-    return ModelSource(name, "local", config, weights, str(path))
+    return ModelSource(name, "local", config, weights, str(path), _pickles(path))
 
 
 def _from_hf_cache(repo_id: str) -> ModelSource | None:
@@ -95,7 +107,7 @@ def _from_hf_cache(repo_id: str) -> ModelSource | None:
     snapshot = Path(found).parent
     config = _read_config(Path(found))
     weights = str(snapshot) if _has_safetensors(snapshot) else None
-    return ModelSource(repo_id, "hf-cache", config, weights, str(snapshot))
+    return ModelSource(repo_id, "hf-cache", config, weights, str(snapshot), _pickles(snapshot))
 
 
 def resolve(name: str) -> ModelSource:
