@@ -224,8 +224,8 @@ def _random(config, config_dict: dict, torch_dtype, device: str, attn: str):
 
 def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn: str, *,
           allow_missing_weights: bool = False, allow_pickle: bool = False, notices: list | None = None):
-    """The model, with its weights when there are usable ones; what a run should know goes into `notices`
-    (printed to stderr when no list is given), so random tensors are never silent."""
+    """The model, with its weights when there are usable ones; what a run should know is printed to stderr
+    and added to `notices` (the run's, recorded in run.json), so random tensors are never silent."""
     import torch
     from transformers import AutoConfig
     from transformers.utils import logging as hf_logging
@@ -264,8 +264,8 @@ def build(source: ModelSource, layers: int | None, dtype: str, device: str, attn
 
 
 def _tell(lines: list[str], notices: list | None) -> None:
-    if notices is not None:
-        notices.extend(lines)
-        return
+    """Printed now (the session announced its notices before the build) and kept with the run's."""
     for line in lines:
         print(line, file=sys.stderr)
+    if notices is not None:
+        notices.extend(lines)
