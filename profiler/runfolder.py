@@ -63,11 +63,11 @@ def check_out(final: Path) -> None:
     while not place.exists() and not place.is_symlink():
         place = place.parent
     if not place.is_dir():
-        raise ParameterError("out", str(final), f"lies under {place}, which is not a folder", "pass a folder path",
+        raise ParameterError("out", str(final), f"lies under {place}, which is not a folder", "pass a writable `out`",
                              quote=False)
     if not os.access(place, os.W_OK | os.X_OK):
         raise ParameterError("out", str(final), f"lies under {place}, which this user cannot write",
-                             "pass a writable folder", quote=False)
+                             "pass a writable `out`", quote=False)
 
 
 def _alive(pid: int) -> bool:
