@@ -152,13 +152,21 @@ def _check_samples(samples: list, source: str) -> None:
         raise RunFormatError(f"{source} holds no TTFT samples (field 'ttft_ns' is empty); it was cut short or "
                              "hand-edited, so profile again.")
     for t in samples:
-        if not _number(t) or not math.isfinite(t) or t <= 0:
+        if not _number(t) or not _finite(t) or t <= 0:
             raise RunFormatError(f"{source}: field 'ttft_ns' holds {json.dumps(t)}, not a positive number of "
                                  "nanoseconds; it was hand-edited, so profile again.")
 
 
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: int | float) -> bool:
+    """math.isfinite, except that an int beyond float range (10**400) is no time, not an OverflowError."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _telemetry(summary: dict, source: str) -> dict:
@@ -185,4 +193,7 @@ def load_run(path: str | Path) -> Run:
         data = json.loads(run_json.read_text())
     except (OSError, ValueError) as exc:
         raise RunFormatError(f"{run_json} is not readable JSON ({exc}); the run was cut short.") from None
+    except RecursionError:  # json.loads on "[[[[..." deeper than the interpreter's stack
+        raise RunFormatError(f"{run_json} nests JSON deeper than Python can parse, so it is not a run; "
+                             "profile again.") from None
     return Run.from_dict(data, path=str(run_json.parent), source=str(run_json))

@@ -155,6 +155,9 @@ def load_sweep(folder: str | Path) -> Sweep:
         table = pd.read_csv(folder / "sweep.csv")
     except (OSError, ValueError) as exc:
         raise InputError(f"{folder} is a sweep folder that cannot be read whole ({exc}); run the sweep again.") from None
+    except RecursionError:  # json.loads on "[[[[..." deeper than the interpreter's stack
+        raise InputError(f"{folder / 'sweep.json'} nests JSON deeper than Python can parse, so it is not a sweep "
+                         "summary; run the sweep again.") from None
     missing = [c for c in SWEEP_CSV_COLUMNS if c not in table.columns]
     if missing or not pd.api.types.is_numeric_dtype(table["ms"]) or not pd.api.types.is_numeric_dtype(table["seq_len"]):
         raise InputError(f"{folder / 'sweep.csv'} lacks numeric {', '.join(missing or ['seq_len/ms'])} columns; "

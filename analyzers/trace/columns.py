@@ -99,9 +99,11 @@ def floats(values: tuple | list | np.ndarray) -> np.ndarray | None:
     except (TypeError, ValueError, OverflowError):
         pass
     try:
-        return np.array(values, dtype=np.float64)  # slower, but turns an explicit JSON null into NaN
+        parsed = np.array(values, dtype=np.float64)  # slower, but turns an explicit JSON null into NaN
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
         return None
+    # equal-length lists in place of numbers ('ts': []) give a 2-D array: junk, not a column
+    return parsed if parsed.ndim == 1 else None
 
 
 def int_column(values: tuple | list | np.ndarray) -> pd.arrays.IntegerArray:
