@@ -128,7 +128,9 @@ class Session:
 
         s = self.settings
         try:
-            self.model = builder.build(self.source, s.layers, self.dtype, self.device, s.attn)
+            self.model = builder.build(self.source, s.layers, self.dtype, self.device, s.attn,
+                                       allow_missing_weights=s.allow_missing_weights, allow_pickle=s.allow_pickle,
+                                       notices=self.notices)
         except Exception as exc:
             if not is_oom(exc):
                 raise

@@ -163,3 +163,11 @@ def test_a_pickle_holding_code_is_refused_in_a_sentence(tmp_path):
 
 class _Evil:
     """An object weights_only refuses to rebuild, as a malicious checkpoint's payload would be."""
+
+
+def test_allow_missing_weights_from_the_command_line_records_the_random_tensors(tmp_path, state):
+    folder, missing = _partial(tmp_path, state, 2)
+    result = cli("--model", str(folder), *RUN, "--allow-missing-weights", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    notices = json.loads((tmp_path / "run" / "run.json").read_text())["notices"]
+    assert any("lack 2 tensors" in n and all(name in n for name in missing) for n in notices), notices
