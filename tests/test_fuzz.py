@@ -89,8 +89,9 @@ def mutated(draw, valid: dict) -> dict:
         key = draw(st.sampled_from(sorted(doc) or ["x"]) | st.text(max_size=6))
         target = doc
         inner = doc.get(key)
-        if isinstance(inner, list) and inner and isinstance(inner[0], dict) and draw(st.booleans()):
-            target = inner[draw(st.integers(0, len(inner) - 1))]
+        rows = [row for row in inner if isinstance(row, dict)] if isinstance(inner, list) else []
+        if rows and draw(st.booleans()):
+            target = draw(st.sampled_from(rows))
             key = draw(st.sampled_from(sorted(target) or ["x"]))
         elif isinstance(inner, dict) and inner and draw(st.booleans()):
             target, key = inner, draw(st.sampled_from(sorted(inner)))
@@ -204,6 +205,17 @@ def test_config_with_a_number_beyond_float_range_is_one_sentence() -> None:
 ])
 def test_run_reader_known_hostile(doc) -> None:
     _only_input_errors(Run.from_dict, doc)
+
+
+@pytest.mark.parametrize("junk", [
+    {"ts": []}, {"ts": [1]}, {"dur": [[1]]}, {"id": [[]]}, {"args": {"correlation": [1, 2]}},
+    {"ts": 10**400}, {"pid": {"a": 1}}, {"name": []}, {"args": "x"}, {"ts": "nan"},
+])
+def test_trace_event_with_a_list_or_object_where_a_number_belongs(junk) -> None:
+    """Found by the fuzzer: 'ts': [] in every event made a 2-D column, and pandas raised ValueError."""
+    events = [{**VALID_TRACE["traceEvents"][2], **junk}, {**VALID_TRACE["traceEvents"][3], **junk}]
+    _only_input_errors(frame_from_events, events)
+    _only_input_errors(load_trace, _write(_trace_bytes({"traceEvents": events}), zipped=False))
 
 
 def _run_folder(data: bytes) -> str:
