@@ -227,9 +227,14 @@ def _check_arguments(model, recorder) -> None:
         raise TypeError(f"instrument() needs model to be a torch.nn.Module, not {type(model).__name__}.")
     if recorder is not None and not all(callable(getattr(recorder, n, None)) for n in ("push", "pop", "unwind")):
         raise TypeError(f"instrument() needs recorder to be a RangeRecorder (or None), not {type(recorder).__name__}.")
-    if model in _INSTRUMENTED:
+    # a block on a model, or on a module inside it, or around it: its modules would carry two sets of hooks
+    if any(model is other or _contains(other, model) or _contains(model, other) for other in list(_INSTRUMENTED)):
         raise InputError(f"this {type(model).__name__} is already inside an instrument() block; nested blocks "
                          "on one model are not supported: pass one recorder to the outer block and read it there.")
+
+
+def _contains(outer: nn.Module, inner: nn.Module) -> bool:
+    return any(m is inner for m in outer.modules())
 
 
 @contextmanager

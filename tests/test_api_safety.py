@@ -70,6 +70,19 @@ def test_nested_block_on_one_model_is_refused_and_leaves_the_outer_intact(tiny_m
         pass
 
 
+@pytest.mark.parametrize("inner", ["decoder", "layer"])
+def test_a_block_on_a_part_of_an_instrumented_model_is_refused(tiny_model, inner):
+    model = tiny_model("tiny-llama")
+    part = model.model if inner == "decoder" else model.model.layers[0]
+    with instrument(model, RangeRecorder()):
+        with pytest.raises(InputError, match="already inside"):
+            instrument(part).__enter__()
+    with instrument(part, RangeRecorder()):  # and the other way round
+        with pytest.raises(InputError, match="already inside"):
+            instrument(model).__enter__()
+    assert _hooks_left(model) == 0
+
+
 @pytest.mark.parametrize("pair", [("tiny-llama", "tiny-qwen2"), ("tiny-llama", "tiny-llama-eager")])
 @pytest.mark.parametrize("order", ["lifo", "fifo"])
 def test_overlapping_blocks_on_two_models_restore_everything_in_any_exit_order(tiny_model, pair, order):
