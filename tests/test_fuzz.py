@@ -22,12 +22,18 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from analyzers.cost.model_spec import ModelSpec
 from analyzers.errors import InputError
 from analyzers.run import SCHEMA, SCHEMA_VERSION, Run, load_run
 from analyzers.sweep import check_summary, load_sweep
 from analyzers.trace.load import frame_from_events, load_trace
+
+_SCRATCH = tempfile.TemporaryDirectory(prefix="ttft-fuzz-")  # one file rewritten per example, removed at exit
+# hypothesis caches what it learns (constants, unicode tables) under ./.hypothesis even with database=None:
+# keep it out of the repository
+set_hypothesis_home_dir(Path(_SCRATCH.name) / "hypothesis")
 
 # benchmarks/fuzz.py raises the budget and lets hypothesis pick fresh examples (TTFT_FUZZ_RANDOM=1)
 EXAMPLES = int(os.environ.get("TTFT_FUZZ_EXAMPLES", "60"))
@@ -116,7 +122,6 @@ def _only_input_errors(call, *args) -> None:
         OUTCOMES[(call.__qualname__, "parsed")] += 1
 
 
-_SCRATCH = tempfile.TemporaryDirectory(prefix="ttft-fuzz-")  # one file rewritten per example, removed at exit
 
 
 def _write(data: bytes, zipped: bool) -> Path:
