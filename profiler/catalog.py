@@ -64,6 +64,8 @@ def _read_config(config_file: Path) -> dict:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{config_file} is not readable JSON ({exc}); fix or replace the file.") from None
+    except RecursionError:
+        raise InputError(f"{config_file} is JSON nested too deep to be a config; fix or replace the file.") from None
     if not isinstance(config, dict):
         raise InputError(f"{config_file} holds a JSON {type(config).__name__}, not a config object; "
                          "pass a folder saved with save_pretrained().")

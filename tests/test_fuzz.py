@@ -191,14 +191,10 @@ def test_config_file_reader(data) -> None:
     _only_input_errors(_resolve_and_read, _config_folder(data))
 
 
-@pytest.mark.xfail(reason="profiler/catalog.py (_read_config) catches OSError/ValueError but not the RecursionError "
-                          "json.loads raises on deep nesting; catalog.py is owned by another helper", strict=False)
 def test_config_file_nested_too_deep_is_one_sentence() -> None:
     _only_input_errors(_resolve_and_read, _config_folder(b"[" * 200_000))
 
 
-@pytest.mark.xfail(reason="analyzers/cost/model_spec.py (_int) calls math.isfinite on an int beyond float range "
-                          "(OverflowError); model_spec.py is owned by another helper", strict=False)
 def test_config_with_a_number_beyond_float_range_is_one_sentence() -> None:
     _only_input_errors(ModelSpec.from_config, {**_valid_config(), "hidden_size": 10**400})
 

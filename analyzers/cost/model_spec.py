@@ -186,8 +186,9 @@ def _int(config: dict, key: str, default: Any = _MISSING, minimum: int = 1) -> i
             raise SpecError(f"the config has no {key}; the FLOP and byte model needs it, so pass the model's full "
                             "config.json (a decoder-only causal LM).")
         return int(default)
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or int(value) != value or value < minimum):
+    # a float first checked for finiteness; an int of any size is finite (math.isfinite overflows on 10**400)
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value)) or int(value) != value or value < minimum):
         raise SpecError(f"the config's {key} is {value!r}, not an integer of at least {minimum}; fix the config.")
     if value > _ceiling(key):
         raise SpecError(f"the config's {key} is {value!r}, above the {_ceiling(key):,} any model has; fix the config.")
