@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from profiler.version import __version__
 
-__all__ = ["__version__", "profile_prefill", "instrument", "Sampling", "Settings", "Run"]
+__all__ = ["__version__", "profile_prefill", "instrument", "Sampling", "Settings", "Run", "profile_generate",
+           "watch_generate", "GenerateRun"]
 
 
 def __getattr__(name):
@@ -14,6 +15,10 @@ def __getattr__(name):
         from profiler.measure import profile_prefill
 
         return profile_prefill
+    if name in ("profile_generate", "watch_generate", "GenerateRun"):
+        import profiler.generate
+
+        return getattr(profiler.generate, name)
     if name == "instrument":
         from profiler.instrumentation import instrument
 
