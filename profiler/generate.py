@@ -110,7 +110,11 @@ class GenerateWatch:
         self.recorder.take_host()
         clock = _TokenClock(self, None)
         start = time.perf_counter_ns()
-        out = call(clock)
+        try:
+            out = call(clock)
+        except BaseException:
+            self.recorder.unwind()  # a caller who catches this and calls again inside the block starts clean
+            raise
         self.sync()
         end = time.perf_counter_ns()
         if clock.first is None:
@@ -216,7 +220,7 @@ def profile_generate(model, inputs, *, repeat: int = 5, warmup: int = 1, recorde
     """
     import torch
 
-    if repeat < 1 or warmup < 0:
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (repeat, warmup)) or repeat < 1 or warmup < 0:
         raise InputError(f"profile_generate() needs repeat >= 1 and warmup >= 0, not repeat={repeat}, "
                          f"warmup={warmup}.")
     if "streamer" in generate_kwargs and generate_kwargs["streamer"] is None:
