@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ATTENTION_CLASS", "ATTENTION_INTERFACE_FUNCTIONS", "ATTENTION_PARENT", "CAUSAL_LM_CLASS", "DECODER_LAYER",
+__all__ = ["ATTENTION_CLASS", "ATTENTION_INTERFACE_FUNCTIONS", "ATTENTION_LIKE_CLASS", "ATTENTION_ONLY", "ATTENTION_PARENT",
+           "CAUSAL_LM_CLASS", "DECODER_LAYER",
            "DECODER_LAYER_CLASS", "EMBEDDING_CLASS", "FRAME_FUNCTION_RULES", "FUNCTION_RULES", "LAYER_INDEX",
-           "LINEAR_CLASS", "LM_HEAD_CLASS", "MLP_CLASS", "MODULE_NAME_RULES", "NORM_CLASS", "ROTARY_CLASS", "SAMPLER_CLASS",
+           "LINEAR_CLASS", "LM_HEAD_CLASS", "MLP_CLASS", "MODULE_NAME_RULES", "MOE_BLOCK_CLASS", "MOE_DETAIL_RULES", "NORM_CLASS",
+           "ROTARY_CLASS", "RULE_COMPONENTS", "SAMPLER_CLASS", "TRIVIAL_CLASS", "UNCLAIMED_PREFIX", "check_rules",
            "layer_index"]
 
 # -- attribute names (live: the module tree has them) ----------------------------------------
@@ -37,18 +39,37 @@ MODULE_NAME_RULES: dict[str, str] = {
     "o_proj": "o_proj",
     "out_proj": "o_proj",
     "dense": "o_proj",  # only inside an attention module, see ATTENTION_PARENT
+    "c_attn": "qkv_proj",  # GPT-2's fused q,k,v (a Conv1D)
+    "c_proj": "o_proj",  # GPT-2: o_proj under `attn`; under `mlp` it is inside the MLP, claimed whole
+    "wpe": "embedding",  # GPT-2's learned positions: part of embedding the tokens
     "mlp": "mlp",
     "feed_forward": "mlp",
     "block_sparse_moe": "mlp",
     "rotary_emb": "rope",
 }
 
-# `dense` is also a name MLPs use; it means o_proj only under attention.
+# `dense` and `c_proj` are also names MLPs use; they mean o_proj only under attention.
+ATTENTION_ONLY: frozenset[str] = frozenset({"dense", "c_proj"})
 ATTENTION_PARENT = re.compile(r"(self_attn|attention|attn)$")
 
 # Where a decoder layer's index sits in a qualified module name.
 LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks|block)\.(\d+)(?:\.|$)")
 DECODER_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block)\.(\d+)$")
+
+# Children of an MoE block (an `mlp` whose class says MoE, or that has `experts`): timed as details of
+# `mlp` so the router's share shows, while the block stays one component.
+MOE_BLOCK_CLASS = re.compile(r"(Moe|MoE|Sparse)")
+MOE_DETAIL_RULES: dict[str, str] = {"gate": "router", "router": "router", "experts": "experts"}
+
+# Generic fallback for a module no name rule knows: a class whose name says attention.
+ATTENTION_LIKE_CLASS = re.compile(r"Attention|Attn")
+# Modules cheaper than a hook pair in eval mode: never named as unclaimed time.
+TRIVIAL_CLASS = re.compile(r"^(Dropout\d*d?|Identity|ModuleList|ModuleDict|Sequential|ParameterList|ParameterDict)$")
+# A unclaimed module's time is a detail of `residual` (in a layer) or `other` that starts with this.
+UNCLAIMED_PREFIX = "module:"
+# What a user rule (`--component-rule PATTERN=COMPONENT`) may name: a component a module can be.
+RULE_COMPONENTS: tuple[str, ...] = ("embedding", "rope", "norm", "qkv_proj", "qk_norm", "attention", "o_proj", "mlp",
+                                    "lm_head", "sampling")
 
 # -- class names (both sides; a trace's module frames have nothing else) -----------------------
 # Normalisation layers, by class-name suffix: `norm` (`qk_norm` when inside an attention module).
@@ -103,3 +124,25 @@ FRAME_FUNCTION_RULES: dict[str, tuple[str, str | None]] = {
 def layer_index(qualified_name: str) -> int | None:
     match = LAYER_INDEX.search(qualified_name)
     return int(match.group(1)) if match else None
+
+
+def check_rules(rules) -> tuple[tuple[str, str], ...]:
+    """A user's rules ({pattern: component} or (pattern, component) pairs) as checked pairs.
+
+    Patterns are fnmatch patterns on the module's qualified name (`model.layers.*.mixer`), the
+    spelling users already know from shells; a component outside RULE_COMPONENTS is refused here,
+    a pattern that matches no module is refused when the model is classified.
+    """
+    from analyzers.errors import ParameterError
+
+    if rules is None:
+        return ()
+    pairs = tuple(rules.items()) if isinstance(rules, dict) else tuple(tuple(p) for p in rules)
+    for pair in pairs:
+        if len(pair) != 2 or not all(isinstance(x, str) and x for x in pair):
+            raise ParameterError("component_rules", pair, "is not a MODULE_PATTERN=COMPONENT pair",
+                                 "pass {'model.layers.*.mixer': 'attention'}", quote=False)
+        if pair[1] not in RULE_COMPONENTS:
+            raise ParameterError("component_rules", f"{pair[0]}={pair[1]}", f"names no component ({pair[1]!r})",
+                                 f"use one of {', '.join(RULE_COMPONENTS)}")
+    return pairs

@@ -19,7 +19,7 @@ from torch import nn
 
 from analyzers.errors import InputError
 from analyzers.vocabulary import RangeKey
-from profiler.component_rules import FUNCTION_RULES, classify
+from profiler.component_rules import FUNCTION_RULES, plan
 from profiler.recorders.host import RangeRecorder
 
 
@@ -137,21 +137,28 @@ def _attention_interfaces(modeling_modules) -> list:
     return list(seen.values())
 
 
-def _hook_modules(model: nn.Module, rec, info: Instrumentation, handles: list) -> None:
-    """Forward hooks on every module a rule names, and on each decoder layer (its own glue: `residual`)."""
-    found, layers = classify(model)
-    for _name, module, component, layer in found:
-        pre, post = _module_hooks(rec, RangeKey(component, layer))
+def _hook_modules(model: nn.Module, rec, info: Instrumentation, handles: list, rules=None) -> None:
+    """Forward hooks on every module a rule names, and on each decoder layer (its own glue: `residual`).
+
+    Ranges with a detail (an MoE router, an unclaimed module) nest inside others; the recorder
+    keeps exclusive time, so each nanosecond is counted once, under the innermost range.
+    """
+    where = plan(model, rules)
+    found, layers = where.found, where.layers
+    ranges = [(m, RangeKey(c, layer)) for _n, m, c, layer in found]
+    ranges += [(m, RangeKey(c, layer, detail)) for _n, m, c, detail, layer in where.details]
+    for module, key in ranges:
+        pre, post = _module_hooks(rec, key)
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post, always_call=True))
-        info.components.add(component)
+        info.components.add(key.component)
     for layer, module in layers:
         pre, post = _layer_hooks(rec, layer)
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post, always_call=True))
     if layers:
         info.components.add("residual")
-    info.module_count = len(found) + len(layers)
+    info.module_count = len(ranges) + len(layers)
 
 
 def _patch_functions(modeling_modules: list, rec, info: Instrumentation, restores: list) -> None:
@@ -238,8 +245,13 @@ def _contains(outer: nn.Module, inner: nn.Module) -> bool:
 
 
 @contextmanager
-def instrument(model: nn.Module, recorder: RangeRecorder | None = None) -> Iterator[Instrumentation]:
+def instrument(model: nn.Module, recorder: RangeRecorder | None = None,
+               component_rules=None) -> Iterator[Instrumentation]:
     """Instrument `model` for the duration of the block; always restores it on exit.
+
+    `component_rules` ({fnmatch pattern on the qualified module name: component}) name
+    modules the built-in rules do not know; they are tried first, and one that matches
+    nothing is refused (InputError) before anything is hooked.
 
     A second block on the same model, while the first is open, is refused
     (InputError) before it touches anything; blocks on different models may
@@ -255,7 +267,7 @@ def instrument(model: nn.Module, recorder: RangeRecorder | None = None) -> Itera
     try:
         handles.append(model.register_forward_pre_hook(pre))
         handles.append(model.register_forward_hook(post, always_call=True))
-        _hook_modules(model, rec, info, handles)
+        _hook_modules(model, rec, info, handles, component_rules)
         modeling = {type(m).__module__ for m in model.modules()}
         modeling_modules = [sys.modules[n] for n in sorted(modeling) if n in sys.modules]
         _patch_functions(modeling_modules, rec, info, restores)

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
+from analyzers.component_names import check_rules
 from analyzers.errors import InputError, ParameterError
 from analyzers.run import Run
 from analyzers.vocabulary import PREFILL_RANGES
@@ -40,8 +41,11 @@ class Timing:
     seed: int = 0
     telemetry_interval_ms: float | None = 10.0
     vocab_size: int | None = None  # for a model whose config has none
+    # {fnmatch pattern on a qualified module name: component}, tried before the built-in rules
+    component_rules: tuple[tuple[str, str], ...] | dict | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "component_rules", check_rules(self.component_rules))
         for name, low in (("seq_len", 1), ("batch", 1), ("repeat", 1), ("warmup", 0)):
             value = getattr(self, name)
             if value < low:
@@ -87,12 +91,13 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
     """Profile the prefill of a causal LM already in memory and return a `Run`.
 
     `options` are the fields of `Timing` (batch, warmup, repeat, sampling, seed,
-    telemetry_interval_ms, vocab_size). With `trace_dir`, one more prefill runs
+    telemetry_interval_ms, vocab_size, component_rules). With `trace_dir`, one more prefill runs
     under torch.profiler after the timed ones and `trace.json.gz` is written
     there. Telemetry (NVML on a GPU, process CPU and memory on a CPU) is sampled
     from before the warmup to after the last prefill; `telemetry_interval_ms=None`
     switches it off. `origin` says what the model cannot (its name, the full
-    model's layers when only some were built).
+    model's layers when only some were built). `component_rules` ({"model.layers.*.mixer":
+    "attention"}: fnmatch patterns on qualified module names) name modules the built-in rules miss.
     """
     import torch
 
@@ -107,7 +112,8 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
         os.makedirs(trace_dir, exist_ok=True)  # fail now, not after every prefill has run
     sampler = start_sampler(call.device, timing.telemetry_interval_ms)
     try:
-        with device_context(call.device), torch.inference_mode(), instrument(model, call.recorder) as info:
+        instrumented = instrument(model, call.recorder, timing.component_rules)
+        with device_context(call.device), torch.inference_mode(), instrumented as info:
             measured = _timed_repeats(call, timing, progress, sampler.wants_spans and call.recorder.host_spans)
             if trace_dir is not None:
                 _traced_repeat(call, trace_dir, measured)

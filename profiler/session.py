@@ -153,6 +153,6 @@ class Session:
                 sampling=Sampling(temperature=s.temperature, top_p=s.top_p, seed=s.seed), seed=s.seed,
                 progress=progress, trace_dir=str(folder) if s.keeps_trace else None,
                 recorder=nvtx_only_recorder(self.device) if s.nvtx_only else None,
-                telemetry_interval_ms=s.telemetry_interval_ms, origin=origin)
+                telemetry_interval_ms=s.telemetry_interval_ms, origin=origin, component_rules=s.component_rules)
         except MemoryError as exc:
             raise self.out_of_memory(f"({exc})") from None

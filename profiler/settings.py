@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from analyzers.component_names import check_rules
 from analyzers.errors import ParameterError
 from analyzers.lengths import MAX_TOKENS
 from analyzers.vocabulary import dtype_name
@@ -59,10 +60,13 @@ class Settings:
     """Load a safetensors set that covers only part of the model; the rest stays random (named in a notice)."""
     allow_pickle: bool = False
     """Load a pickle checkpoint (pytorch_model.bin, *.pt), with torch.load(weights_only=True) only."""
+    component_rules: tuple[tuple[str, str], ...] = ()
+    """(fnmatch pattern on a qualified module name, component) pairs, tried before the built-in rules."""
     command: tuple[str, ...] = field(default=(), compare=False)
     """The command line that asked for this, recorded in run.json."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "component_rules", check_rules(self.component_rules))  # a dict becomes pairs
         _at_least("batch", self.batch, 1, "", MAX_BATCH)
         _at_least("repeat", self.repeat, 1, "use 5 or more for a stable p50", MAX_REPEAT)
         _at_least("warmup", self.warmup, 0, "use 0 or more", MAX_REPEAT)

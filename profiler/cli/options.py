@@ -18,6 +18,14 @@ def tokens(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
 
 
+def component_rule(text: str) -> tuple[str, str]:
+    """argparse type for `--component-rule MODULE_PATTERN=COMPONENT`; the component is checked by Settings."""
+    pattern, sep, component = text.rpartition("=")
+    if not sep or not pattern or not component:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODULE_PATTERN=COMPONENT, e.g. 'model.layers.*.mixer=attention'")
+    return pattern, component
+
+
 def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
     """The profiling options; a sweep takes a list of lengths instead of one."""
     from profiler.catalog import default_model
@@ -63,6 +71,10 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
                    help="skip the extra prefill under torch.profiler that writes trace.json.gz")
     p.add_argument("--nvtx-only", action="store_true",
                    help="NVTX ranges only, no torch.profiler (for `nsys profile -t cuda,nvtx ttft-profile ...`)")
+    p.add_argument("--component-rule", dest="component_rules", type=component_rule, action="append", default=[],
+                   metavar="MODULE_PATTERN=COMPONENT",
+                   help="time modules matching this fnmatch pattern on the qualified name (model.layers.*.mixer) "
+                        "as COMPONENT; repeatable, tried before the built-in rules")
     return p
 
 
@@ -73,4 +85,5 @@ def settings_from(args: argparse.Namespace, seq_lens: list[int], command: list[s
         device=args.device, attn=args.attn, warmup=args.warmup, repeat=args.repeat, temperature=args.temperature,
         top_p=args.top_p, seed=args.seed, allow_long=args.allow_long, gpu=args.gpu,
         telemetry_interval_ms=args.nvml_interval_ms, trace=not args.no_trace, nvtx_only=args.nvtx_only,
-        allow_missing_weights=args.allow_missing_weights, allow_pickle=args.allow_pickle, command=tuple(command))
+        allow_missing_weights=args.allow_missing_weights, allow_pickle=args.allow_pickle,
+        component_rules=tuple(args.component_rules), command=tuple(command))
