@@ -37,6 +37,7 @@ COLUMNS = ("component", "flops", "flops_executed", "bytes", "calls")
 ATTENTION_KINDS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 
 NORM_FLOPS_PER_ELEMENT = 4  # RMSNorm: square, sum, scale by rsqrt, scale by weight
+LAYERNORM_FLOPS_PER_ELEMENT = 7  # LayerNorm: RMSNorm's four plus the mean's sum, the subtraction, the bias add
 ROPE_FLOPS_PER_ELEMENT = 3  # x·cos + rotate_half(x)·sin
 TOKEN_ID_BYTES = 8  # int64 ids in, int64 token out
 
@@ -99,40 +100,55 @@ def _qk_norm_params(spec: ModelSpec) -> int:
     return 2 * spec.head_dim if spec.qk_norm_per_head else (spec.heads + spec.kv_heads) * spec.head_dim
 
 
-def _gated_mlp_params(d: int, width: int, bias: bool = False) -> int:
+def _dense_mlp_params(d: int, width: int, bias: bool = False, gated: bool = True) -> int:
+    if not gated:
+        return 2 * d * width + (width + d) * bias  # fc1 [d -> I], fc2 [I -> d]
     return 3 * d * width + (2 * width + d) * bias  # gate, up [d -> I], down [I -> d]
+
+
+def _norm_params(spec: ModelSpec) -> int:
+    return spec.hidden * (2 if spec.norm_bias else 1)
+
+
+def _rotary_dim(spec: ModelSpec) -> int:
+    return spec.head_dim if spec.rotary_dim is None else spec.rotary_dim
+
+
+def _vocab_params(spec: ModelSpec) -> int:
+    """Input embedding, an untied lm_head (and its bias), a learned position table."""
+    matrices = spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
+    return matrices + spec.vocab * spec.lm_head_bias + spec.learned_positions * spec.hidden
 
 
 def mlp_params(spec: ModelSpec, layer: int, experts: int | None = None) -> int:
     """Weights of layer `layer`'s MLP; for MoE, `experts` of its routed experts (default all)."""
     d = spec.hidden
     if not spec.is_moe(layer):
-        return _gated_mlp_params(d, spec.intermediate, spec.mlp_bias)
+        return _dense_mlp_params(d, spec.intermediate, spec.mlp_bias, spec.gated_mlp)
     routed = spec.num_experts if experts is None else experts
-    shared = _gated_mlp_params(d, spec.shared_expert_intermediate) if spec.shared_expert_intermediate else 0
+    shared = _dense_mlp_params(d, spec.shared_expert_intermediate) if spec.shared_expert_intermediate else 0
     return routed * 3 * d * spec.expert_intermediate + d * spec.num_experts + shared + d * spec.shared_expert_gate
 
 
 def _layer_params(spec: ModelSpec, layer: int, experts: int | None = None) -> int:
-    return attention_params(spec) + mlp_params(spec, layer, experts) + 2 * spec.hidden  # + two norms
+    return attention_params(spec) + mlp_params(spec, layer, experts) + spec.norms_per_layer * _norm_params(spec)
 
 
 def total_params(spec: ModelSpec) -> int:
     """Every weight, tied embeddings counted once (what `sum(p.numel())` gives)."""
-    embeddings = spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
-    return embeddings + sum(_layer_params(spec, i) for i in range(spec.layers)) + spec.hidden  # + final norm
+    layers = sum(_layer_params(spec, i) for i in range(spec.layers))
+    return _vocab_params(spec) + layers + _norm_params(spec)  # + final norm
 
 
 def non_embedding_params(spec: ModelSpec) -> int:
-    """`total_params` less the vocabulary matrices (input embedding and an untied lm_head)."""
-    return total_params(spec) - spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
+    """`total_params` less the vocabulary matrices (input embedding, an untied lm_head, a position table)."""
+    return total_params(spec) - _vocab_params(spec)
 
 
 def active_params(spec: ModelSpec) -> int:
     """Weights one token touches: MoE layers count only their top-k routed experts."""
-    embeddings = spec.vocab * spec.hidden * (1 if spec.tied_embeddings else 2)
     layers = sum(_layer_params(spec, i, spec.experts_per_token) for i in range(spec.layers))
-    return embeddings + layers + spec.hidden
+    return _vocab_params(spec) + layers + _norm_params(spec)
 
 
 def kv_cache_bytes(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: int = 2,
@@ -155,15 +171,11 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
     e, lb = dtype_bytes, logits_bytes or dtype_bytes
     n, b, tokens = seq_len, batch, batch * seq_len
     d, h, heads, kv = spec.hidden, spec.head_dim, spec.heads, spec.kv_heads
-    qk_width = (heads + kv) * h  # the q and k features RoPE and q/k norms touch, per token
+    qk_width = (heads + kv) * h  # the q and k features q/k norms touch, per token
+    rot = _rotary_dim(spec)  # of each head's h features, those RoPE rotates (0: no RoPE)
     costs = {c: Cost() for c in COST_COMPONENTS}
 
-    # Once per forward, outside the layers: embedding rows in and [b, n, d] out; cos/sin (positions x
-    # inverse frequencies, h/2 per token, then cos, sin and their scaling); the final norm, applied
-    # to every position (lm_head slices after it).
-    costs["embedding"] = _work(0, e * (2 * tokens * d) + TOKEN_ID_BYTES * tokens, 1)
-    costs["rope"] = _work(tokens * h // 2 + 4 * tokens * h, e * 2 * tokens * h, 1)
-    costs["norm"] = _norm(tokens, d, e)
+    costs["embedding"], costs["rope"], costs["norm"] = _outside_layers(spec, tokens, e)
 
     mask_builds = len(set(spec.layer_types[:count]))  # one mask per attention type in use
     costs["attention"] = _work(0, 0, mask_builds)
@@ -179,8 +191,8 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
             costs["qk_norm"] += _work(NORM_FLOPS_PER_ELEMENT * tokens * qk_width,
                                       e * (2 * tokens * qk_width + _qk_norm_params(spec)), 2)
         # apply_rotary_pos_emb: reads q, k, cos, sin; writes q, k.
-        costs["rope"] += _work(ROPE_FLOPS_PER_ELEMENT * tokens * qk_width,
-                               e * (2 * tokens * qk_width + 2 * tokens * h), 1)
+        costs["rope"] += _work(ROPE_FLOPS_PER_ELEMENT * tokens * (heads + kv) * rot,
+                               e * (2 * tokens * (heads + kv) * rot + 2 * tokens * rot), 1 if rot else 0)
         window = spec.window(layer)
         # QK^T and PV: 2·h FLOPs each per (query head, pair). GQA shares K/V between
         # heads, so it cuts bytes, not FLOPs.
@@ -191,8 +203,10 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
         costs["o_proj"] += _work(2 * tokens * heads * h * d,
                                  e * (heads * h * d + d * spec.o_bias + tokens * (heads * h + d)), 1)
         costs["mlp"] += _mlp(spec, layer, tokens, e)
-        costs["norm"] += _norm(tokens, d, e) + _norm(tokens, d, e)
-        # Two residual adds: each reads two [b, n, d] tensors and writes one.
+        for _ in range(spec.norms_per_layer):  # one where a parallel block shares its input norm
+            costs["norm"] += _norm(spec, tokens, e)
+        # Two residual adds: each reads two [b, n, d] tensors and writes one. A parallel block
+        # (x + attn + mlp) adds three tensors, which is two adds too.
         costs["residual"] += _work(2 * tokens * d, e * 2 * 3 * tokens * d, 1)
 
     costs["lm_head"], costs["sampling"] = _head(spec, n, b, e, lb, logits)
@@ -202,6 +216,18 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
     kind = "int64" if exact else "float64"
     return pd.DataFrame(rows, columns=list(COLUMNS)).astype(
         {"flops": kind, "flops_executed": kind, "bytes": kind, "calls": "int64"})
+
+
+def _outside_layers(spec: ModelSpec, tokens: int, e: int) -> tuple[Cost, Cost, Cost]:
+    """Once per forward: embedding rows in and [b, n, d] out; cos/sin (positions x inverse
+    frequencies, rot/2 per token, then cos, sin and their scaling); the final norm, applied to
+    every position (lm_head slices after it). A learned position table (GPT-2, OPT) adds its
+    b·n rows to the token rows: one more read, one add."""
+    d, rot = spec.hidden, _rotary_dim(spec)
+    pos = tokens * d * bool(spec.learned_positions)
+    embedding = _work(pos, e * (2 * tokens * d + pos) + TOKEN_ID_BYTES * tokens, 1)
+    rope = _work(tokens * rot // 2 + 4 * tokens * rot, e * 2 * tokens * rot, 1 if rot else 0)
+    return embedding, rope, _norm(spec, tokens, e)
 
 
 def _checked_layers(spec: ModelSpec, seq_len: int, batch: int, dtype_bytes: int, logits: str,
@@ -222,20 +248,23 @@ def _head(spec: ModelSpec, n: int, b: int, e: int, lb: int, logits: str) -> tupl
     (one compare per logit of the last position)."""
     d = spec.hidden
     kept = 1 if logits == "last" else n
-    lm_head = _work(2 * b * d * spec.vocab, e * (spec.vocab * d + b * d) + lb * b * spec.vocab, 1,
+    lm_head = _work(2 * b * d * spec.vocab, e * (spec.vocab * (d + spec.lm_head_bias) + b * d) + lb * b * spec.vocab, 1,
                     executed=2 * b * kept * d * spec.vocab)
     return lm_head, _work(b * spec.vocab, lb * b * spec.vocab + TOKEN_ID_BYTES * b, 1)
 
 
-def _norm(tokens: int, width: int, e: int) -> Cost:
-    return _work(NORM_FLOPS_PER_ELEMENT * tokens * width, e * (2 * tokens * width + width), 1)
+def _norm(spec: ModelSpec, tokens: int, e: int) -> Cost:
+    per_element = LAYERNORM_FLOPS_PER_ELEMENT if spec.norm_bias else NORM_FLOPS_PER_ELEMENT
+    d = spec.hidden
+    return _work(per_element * tokens * d, e * (2 * tokens * d + _norm_params(spec)), 1)
 
 
 def _mlp(spec: ModelSpec, layer: int, tokens: int, e: int) -> Cost:
     d = spec.hidden
     activations = e * 2 * tokens * d  # [b, n, d] in and out; the [b, n, I] intermediates stay on chip
     if not spec.is_moe(layer):
-        return _work(6 * tokens * d * spec.intermediate, e * mlp_params(spec, layer) + activations, 1)
+        matrices = 3 if spec.gated_mlp else 2
+        return _work(2 * matrices * tokens * d * spec.intermediate, e * mlp_params(spec, layer) + activations, 1)
     # Each token runs its top-k experts (gate, up, down) plus the router, and the shared
     # expert with its gate where there is one.
     per_token = (spec.experts_per_token * 6 * d * spec.expert_intermediate + 2 * d * spec.num_experts
@@ -274,7 +303,8 @@ def minimum_bytes(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: in
     vocab_matrix = spec.vocab * d  # lm_head's weights, or the one tied matrix
     rows = 0 if spec.tied_embeddings else min(tokens, spec.vocab) * d
     touched = min(spec.num_experts, tokens * spec.experts_per_token)  # 0 for a dense model; unused there
-    params = vocab_matrix + rows + d + sum(_layer_params(spec, i, touched) for i in range(count))  # + final norm
+    rows += min(seq_len, spec.learned_positions) * d  # the position rows the prompt gathers
+    params = vocab_matrix + rows + _norm_params(spec) + spec.vocab * spec.lm_head_bias + sum(_layer_params(spec, i, touched) for i in range(count))  # + final norm
     kept = sum(min(seq_len, spec.window(i) or seq_len) for i in range(count))  # positions cached, summed over layers
     kv = 2 * spec.kv_heads * spec.head_dim * batch * kept * dtype_bytes
     return MinimumBytes(weights=dtype_bytes * params, kv_cache=kv,

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from analyzers.cost.families import canonical, falcon_heads, family_facts
 from analyzers.errors import InputError
 
 FULL, SLIDING = "full_attention", "sliding_attention"
@@ -78,6 +79,14 @@ class ModelSpec:
     moe_layers: tuple[bool, ...] = ()  # per layer, True where the MLP is the MoE block
     max_position_embeddings: int | None = None
     dtype: str | None = None  # the config's torch_dtype, for reference only
+    # Shapes beyond Llama's (analyzers.cost.families): GPT-2, GPT-NeoX, Falcon, Phi, GPT-J, OPT.
+    gated_mlp: bool = True  # False: two matrices with an activation between (fc1 -> act -> fc2)
+    norm_bias: bool = False  # LayerNorm with weight and bias instead of RMSNorm
+    norms_per_layer: int = 2  # 1 where a parallel block feeds attention and MLP from one norm
+    rotary_dim: int | None = None  # features of each head RoPE rotates; None = all, 0 = no RoPE
+    learned_positions: int = 0  # rows of a learned absolute position table (GPT-2, OPT)
+    lm_head_bias: bool = False
+    parallel_block: bool = False  # attention and MLP read the same input and add into one residual
 
     def __post_init__(self) -> None:
         # A spec written by hand may leave the per-layer tuples out: every layer then has the same
@@ -95,37 +104,36 @@ class ModelSpec:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelSpec:
         """Parse a Hugging Face `config.json` dict; raise `SpecError` naming a missing field."""
-        if not isinstance(config, dict):
-            raise SpecError(f"the config is a {type(config).__name__}, not a dict; pass the parsed config.json.")
-        if "hidden_size" not in config and isinstance(config.get("text_config"), dict):
-            # Multimodal wrappers (Gemma-3, Qwen2-VL) keep the language model's facts one level down.
-            outer_type = config.get("model_type")
-            config = dict(config["text_config"])
-            config.setdefault("model_type", outer_type)
+        config = _unwrap(config)
         model_type = str(config.get("model_type") or "")
         layers = _int(config, "num_hidden_layers")
         hidden = _int(config, "hidden_size")
         heads = _int(config, "num_attention_heads")
         vocab = _int(config, "vocab_size")
         kv_heads = _int(config, "num_key_value_heads", default=heads)
+        norms = None
+        if model_type == "falcon":
+            kv_heads, norms = falcon_heads(config, heads)
         if heads % kv_heads:
             raise SpecError(f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}; "
                             "fix the config.")
         head_dim = _head_dim(config, model_type, hidden, heads)
+        family = family_facts(config, model_type, hidden, head_dim)
         experts, top_k, expert_width, shared, moe_layers = _moe(config, layers)
         dense_needed = not all(moe_layers) if experts else True
-        intermediate = _int(config, "intermediate_size", default=None if dense_needed else 0,
+        intermediate = _int(config, "intermediate_size",
+                            default=family.get("default_intermediate", None if dense_needed else 0),
                             minimum=1 if dense_needed else 0)
         if experts and not expert_width:
             expert_width = intermediate  # Mixtral: experts have the dense width
             if not expert_width:
                 raise SpecError("the config has no moe_intermediate_size (nor an intermediate_size its experts "
                                 "could share); pass the model's full config.json.")
-        attention_bias = bool(config.get("attention_bias", False))
         qk_style = QK_NORM.get(model_type)
         if "use_qk_norm" in config:  # Cohere, GLM-4-MoE: an explicit switch wins over the table
             qk_style = (qk_style or "head") if config["use_qk_norm"] else None
         window, layer_types = _sliding(config, model_type, layers)
+        max_positions = _int(config, "max_position_embeddings", default=0, minimum=0) or None
         return cls(
             model_type=model_type,
             layers=layers,
@@ -135,13 +143,9 @@ class ModelSpec:
             head_dim=head_dim,
             intermediate=intermediate,
             vocab=vocab,
-            tied_embeddings=bool(config.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT)),
             qk_norm=qk_style is not None,
             qk_norm_per_head=qk_style != "full",
-            qkv_bias=attention_bias or bool(config.get("qkv_bias", False)) or model_type in QKV_BIAS_ALWAYS,
-            o_bias=attention_bias and model_type not in NO_O_BIAS,
-            mlp_bias=bool(config.get("mlp_bias", False)),
-            fused_qkv=model_type in FUSED_QKV,
+            **_bias_fields(config, model_type, family),
             sliding_window=window,
             layer_types=layer_types,
             num_experts=experts,
@@ -150,8 +154,9 @@ class ModelSpec:
             shared_expert_intermediate=shared,
             shared_expert_gate=bool(shared) and model_type == "qwen2_moe",
             moe_layers=moe_layers,
-            max_position_embeddings=_int(config, "max_position_embeddings", default=0, minimum=0) or None,
+            max_position_embeddings=max_positions,
             dtype=config.get("torch_dtype") or config.get("dtype"),
+            **_shape_fields(family, norms, max_positions),
         )
 
     def window(self, layer: int) -> int | None:
@@ -163,6 +168,55 @@ class ModelSpec:
 
 
 _MISSING = object()
+
+
+def _unwrap(config: Any) -> dict[str, Any]:
+    """The language model's config with standard key names (GPT-2's n_embd becomes hidden_size, ...)."""
+    if not isinstance(config, dict):
+        raise SpecError(f"the config is a {type(config).__name__}, not a dict; pass the parsed config.json.")
+    if "hidden_size" not in config and isinstance(config.get("text_config"), dict):
+        # Multimodal wrappers (Gemma-3, Qwen2-VL) keep the language model's facts one level down.
+        outer_type = config.get("model_type")
+        config = dict(config["text_config"])
+        config.setdefault("model_type", outer_type)
+    return canonical(config)
+
+
+def _bias_fields(config: dict[str, Any], model_type: str, family: dict[str, Any]) -> dict[str, Any]:
+    """Biases, q/k/v fusion and tying: the family's facts where it has them, else the Llama-style keys."""
+    attention_bias = bool(config.get("attention_bias", False))
+    return dict(
+        tied_embeddings=bool(config.get("tie_word_embeddings",
+                                        family.get("tied_default", model_type in TIED_BY_DEFAULT))),
+        qkv_bias=family.get("qkv_bias", attention_bias or bool(config.get("qkv_bias", False))
+                            or model_type in QKV_BIAS_ALWAYS),
+        o_bias=family.get("o_bias", attention_bias and model_type not in NO_O_BIAS),
+        mlp_bias=family.get("mlp_bias", bool(config.get("mlp_bias", False))),
+        fused_qkv=family.get("fused_qkv", model_type in FUSED_QKV),
+    )
+
+
+def _shape_fields(family: dict[str, Any], norms: int | None, max_positions: int | None) -> dict[str, Any]:
+    """The ModelSpec fields beyond Llama's, from `families.family_facts` (defaults: a Llama block)."""
+    return dict(
+        gated_mlp=family.get("gated_mlp", True),
+        norm_bias=family.get("norm_bias", False),
+        norms_per_layer=norms or family.get("norms_per_layer", 2),
+        rotary_dim=family.get("rotary_dim"),
+        learned_positions=_positions(family.get("learned_positions"), max_positions),
+        lm_head_bias=family.get("lm_head_bias", False),
+        parallel_block=family.get("parallel_block", False),
+    )
+
+
+def _positions(offset: int | None, max_positions: int | None) -> int:
+    """Rows of a learned position table: max_position_embeddings plus the family's offset (OPT: 2)."""
+    if offset is None:
+        return 0
+    if not max_positions:
+        raise SpecError("the config has no max_position_embeddings (n_positions); its learned position table "
+                        "needs it, so pass the model's full config.json.")
+    return max_positions + offset
 
 
 # Past these a field is a typo or a hostile file, not a model: the largest published configs are far below
