@@ -1,15 +1,19 @@
-"""`ttft-profile models`: the built-in configs, facts of published models (no weights)."""
+"""`ttft-profile models`: the built-in configs, facts of published models (no weights), with their
+parameter counts (total and, for MoE, active per token) from the same cost model `predict` uses."""
 from __future__ import annotations
 
 from analyzers.render.console import console
 from profiler.cli.errors import UsageError
 
-COLUMNS = ("name", "type", "layers", "hidden", "heads/kv", "intermediate", "vocab", "max pos")
+COLUMNS = ("name", "type", "family", "params", "active", "layers", "hidden", "heads/kv", "context")
 
 
 def run(argv: list[str]) -> int:
     from rich.table import Table
 
+    from analyzers.cost.families import describe
+    from analyzers.cost.flops import active_params, total_params
+    from analyzers.cost.model_spec import ModelSpec
     from profiler import catalog
 
     if argv:
@@ -19,11 +23,10 @@ def run(argv: list[str]) -> int:
     for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("name", "type") else "right", no_wrap=column == "name")
     for name in catalog.builtin_names():
-        c = catalog.builtin_entry(name)["config"]
-        heads = c["num_attention_heads"]
-        table.add_row(name, c["model_type"], str(c["num_hidden_layers"]), str(c["hidden_size"]),
-                      f"{heads}/{c.get('num_key_value_heads', heads)}", str(c["intermediate_size"]),
-                      str(c["vocab_size"]), str(c.get("max_position_embeddings", "")))
+        spec = ModelSpec.from_config(catalog.builtin_entry(name)["config"])
+        table.add_row(name, spec.model_type, describe(spec), f"{total_params(spec):,}", f"{active_params(spec):,}",
+                      str(spec.layers), str(spec.hidden), f"{spec.heads}/{spec.kv_heads}",
+                      str(spec.max_position_embeddings or ""))
     out = console()
     out.print(table)
     out.print(f"default: {catalog.default_model()}", markup=False)
