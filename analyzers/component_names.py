@@ -64,7 +64,7 @@ MOE_DETAIL_RULES: dict[str, str] = {"gate": "router", "router": "router", "exper
 # Generic fallback for a module no name rule knows: a class whose name says attention.
 ATTENTION_LIKE_CLASS = re.compile(r"Attention|Attn")
 # Modules cheaper than a hook pair in eval mode: never named as unclaimed time.
-TRIVIAL_CLASS = re.compile(r"^(Dropout\d*d?|Identity|ModuleList|ModuleDict|Sequential|ParameterList|ParameterDict)$")
+TRIVIAL_CLASS = re.compile(r"^(Dropout\d*d?|Identity|ModuleList|ModuleDict|ParameterList|ParameterDict)$")
 # A unclaimed module's time is a detail of `residual` (in a layer) or `other` that starts with this.
 UNCLAIMED_PREFIX = "module:"
 # What a user rule (`--component-rule PATTERN=COMPONENT`) may name: a component a module can be.

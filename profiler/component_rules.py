@@ -118,9 +118,10 @@ def plan(model: nn.Module, rules=None) -> Plan:
             claimed.append(name)
             if component == "mlp" and name:
                 _moe_details(name, module, out)
-        elif name and _attention_like(module):
+        elif name and not DECODER_LAYER.search(name) and _attention_like(module):
             fallback.update(_fallback_linears(module))
-            if not _has_own_attention_function(module):  # the attention core is this module's own code
+            if ATTENTION_LIKE_CLASS.search(type(module).__name__) and not _has_own_attention_function(module):
+                # the attention core is this module's own code (an MHA child would be timed itself)
                 out.details.append((name, module, "attention", None, layer_index(name)))
     unmatched = [pat for pat, _c in rules if pat not in used]
     if unmatched:

@@ -176,9 +176,10 @@ def unclaimed_line(tables: RunTables) -> str | None:
         return None
     chosen = median_repeat(run)
     held: dict[str, int] = {}
-    for repeat, _component, _layer, detail, ns, _calls in run.component_ns:
-        if repeat == chosen and detail and detail.startswith(UNCLAIMED_PREFIX):
-            held[detail[len(UNCLAIMED_PREFIX):]] = held.get(detail[len(UNCLAIMED_PREFIX):], 0) + ns
+    for row in run.component_ns:
+        detail = row.get("detail")
+        if row["repeat"] == chosen and detail and detail.startswith(UNCLAIMED_PREFIX):
+            held[detail[len(UNCLAIMED_PREFIX):]] = held.get(detail[len(UNCLAIMED_PREFIX):], 0) + row["ns"]
     ttft = run.ttft_ns[chosen]
     named = [(ns / ttft, name) for name, ns in held.items() if ttft and ns / ttft >= 0.01]
     if not named:
