@@ -55,13 +55,13 @@ def _ids(n: int) -> torch.Tensor:
 
 
 def _uncovered(model, ids, rules=None) -> tuple[float, Counter]:
-    """Share of one forward's wall time outside every range or in unclaimed modules (least of 5 forwards)."""
+    """Share of one forward's wall time outside every range or in unclaimed modules (least of 7 forwards)."""
     rec = RangeRecorder(nvtx_on=False, record_function_on=False)
     shares = []
     with torch.inference_mode(), instrument(model, rec, rules):
         model(input_ids=ids, use_cache=False)
         rec.take()
-        for _ in range(5):  # the least of 5: a 2-core machine shared with other work is noisy
+        for _ in range(7):  # the least of 7: a 2-core machine shared with other work is noisy
             start = time.perf_counter_ns()
             model(input_ids=ids, use_cache=False)
             total = time.perf_counter_ns() - start
@@ -90,8 +90,14 @@ def test_every_family_names_its_modules(family):
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 @pytest.mark.parametrize("n", [128, 1024])
 def test_components_cover_the_prefill(family, n):
-    share, calls = _uncovered(_model(family), _ids(n))
-    assert share < 0.02, (family, n, share)
+    # on a shared 2-core machine another process can stall any forward: the least of 3 tries of 7 forwards
+    tries = []
+    for _ in range(3):
+        tries.append(_uncovered(_model(family), _ids(n)))
+        if tries[-1][0] < 0.02:
+            break
+    share, calls = min(tries, key=lambda t: t[0])
+    assert share < 0.02, (family, n, [round(t[0], 4) for t in tries])
     assert calls["attention"] >= LAYERS
     if family in ("mixtral", "qwen3-moe"):  # the router is its own detail of mlp, the experts counted
         assert calls["mlp/router"] == LAYERS and calls["mlp/experts"] == LAYERS and calls["mlp"] == LAYERS
