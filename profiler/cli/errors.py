@@ -20,7 +20,7 @@ FLAGS: dict[str, str] = {
     "device": "--device", "attn": "--attn", "warmup": "--warmup", "repeat": "--repeat",
     "temperature": "--temperature", "top_p": "--top-p", "seed": "--seed", "gpu": "--gpu",
     "telemetry_interval_ms": "--nvml-interval-ms", "out": "--out", "top": "--top", "efficiency": "--efficiency",
-    "max_trace_mb": "--max-trace-mb",
+    "max_trace_mb": "--max-trace-mb", "component_rules": "--component-rule",
     "model": "--model",
 }
 _BACKTICKED = re.compile(r"`(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")`")
