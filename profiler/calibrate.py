@@ -30,6 +30,7 @@ from typing import Callable, Protocol
 
 from analyzers.cost.ceilings import Ceilings
 from analyzers.errors import InputError
+from profiler.contention import usable_cpus
 
 MATMUL_SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (2048, 4096, 8192)}
 # copy buffers as multiples of the last-level cache (L3 on a CPU, L2 on a GPU)
@@ -180,10 +181,6 @@ def load_average() -> float | None:
         return os.getloadavg()[0]
     except (OSError, AttributeError):
         return None
-
-
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def busy(load1: float | None, cpus: int) -> str | None:

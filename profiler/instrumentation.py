@@ -72,10 +72,13 @@ class _Patch:
         self.wrapper = _wrap_function(self, fn, component, detail)
 
     def recorder(self) -> RangeRecorder | None:
+        users = self.users
+        if len(users) == 1:  # the usual case, on the hot path: one block, no lookup needed
+            return users[0]
         current = _RUNNING.get()
-        if current is not None and any(current is user for user in self.users):
+        if current is not None and any(current is user for user in users):
             return current
-        return self.users[-1] if self.users else None
+        return users[-1] if users else None
 
 
 # (module or interface id, name) -> its patch, while any block uses it
