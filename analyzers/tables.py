@@ -16,6 +16,7 @@ from analyzers.errors import InputError
 from analyzers.layers import layer_extrapolation, layer_spread
 from analyzers.noise import Noise, assess_noise
 from analyzers.run import Run
+from analyzers.unclaimed import unclaimed_notice
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class RunTables:
     noise: Noise | None = None  # analyzers.noise.assess_noise: the run's noise verdict and outlier components
     # analyzers.cost.roofline.run_physical_floor: the whole prefill's physical limit, beside the per-component floor
     physical_floor: dict | None = None
+    unclaimed: str | None = None  # analyzers.unclaimed.unclaimed_notice: modules no rule knew, when they matter
 
     @property
     def floor_ms(self) -> float | None:
@@ -65,4 +67,4 @@ def compute_tables(run: Run) -> RunTables:
             extrapolation = spread = None
     return RunTables(run=run, stats=ttft_stats(run), breakdown=table, layers=layer_breakdown(run), roofline=roof,
                      roofline_note=note, extrapolation=extrapolation, spread=spread, noise=assess_noise(run),
-                     physical_floor=physical)
+                     physical_floor=physical, unclaimed=unclaimed_notice(run, table))

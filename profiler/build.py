@@ -14,6 +14,8 @@ import math
 import sys
 from pathlib import Path
 
+from analyzers.cost.flops import kv_cache_bytes, total_params
+from analyzers.cost.model_spec import ModelSpec
 from analyzers.errors import InputError, ParameterError
 from analyzers.vocabulary import dtype_bytes
 from profiler.catalog import ModelSource
@@ -53,16 +55,15 @@ def sdpa_math_fallback(config: dict, dtype: str, attn: str, device: str) -> bool
     """
     if attn != "sdpa" or dtype != "float32" or not device.startswith("cuda"):
         return False
-    d, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or d // heads)
-    return kv < heads and head_dim <= 256
+    spec = ModelSpec.from_config(config)
+    return spec.kv_heads < spec.heads and spec.head_dim <= 256
 
 
 def math_fallback_notice(config: dict, dtype: str, attn: str, device: str) -> str | None:
     if not sdpa_math_fallback(config, dtype, attn, device):
         return None
-    heads, kv = int(config["num_attention_heads"]), int(config["num_key_value_heads"])
+    spec = ModelSpec.from_config(config)
+    heads, kv = spec.heads, spec.kv_heads
     return (f"note: float32 with grouped-query attention ({heads} query heads, {kv} KV heads) has no fused SDPA "
             "kernel on a GPU (flash and cuDNN need 16-bit, memory-efficient has no GQA), so attention runs "
             "the math kernel: n x n scores in memory and time that grows with n squared. bfloat16 keeps "
@@ -72,18 +73,13 @@ def math_fallback_notice(config: dict, dtype: str, attn: str, device: str) -> st
 def estimate_bytes(config: dict, seq_len: int, batch: int, dtype: str, attn: str, device: str = "cuda") -> int:
     """Rough peak memory of a prefill: weights, KV cache and the largest live activations."""
     e = dtype_bytes(dtype)
-    d = int(config["hidden_size"])
-    heads = int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    h = int(config.get("head_dim") or d // heads)
-    inter = int(config.get("intermediate_size") or 4 * d)
-    vocab = int(config["vocab_size"])
-    layers = layer_count(config)
-    tied = bool(config.get("tie_word_embeddings", False))
-    per_layer = d * (heads * h + 2 * kv * h) + heads * h * d + 3 * d * inter + 2 * d
-    weights = (vocab * d * (1 if tied else 2) + layers * per_layer + d) * e
+    spec = ModelSpec.from_config(config)  # any family's key names, MoE included
+    d, heads, h = spec.hidden, spec.heads, spec.head_dim
+    # The widest MLP activation a token makes: the dense MLP, or its top-k experts side by side.
+    inter = max(spec.intermediate, spec.experts_per_token * spec.expert_intermediate)
+    weights = total_params(spec) * e
     tokens = batch * seq_len
-    kv_cache = 2 * layers * kv * h * tokens * e
+    kv_cache = kv_cache_bytes(spec, seq_len, batch, e)
     activations = tokens * (4 * d + 3 * inter + 3 * heads * h) * e
     if attn == "eager":
         # Scores and their float32 softmax are materialised, [b, H, n, n].

@@ -126,3 +126,13 @@ def test_a_dtype_the_device_cannot_run_is_one_sentence():
     # the meta device has no data to read back: the trial matmul fails as an unsupported dtype would
     with pytest.raises(UsageError, match="does not run on meta"):
         check_dtype_runs("float16", "meta")
+
+
+@pytest.mark.parametrize("name, params", [
+    ("gpt2", 124_439_808), ("EleutherAI/pythia-1.4b", 1_414_647_808), ("microsoft/phi-2", 2_779_683_840),
+    ("tiiuae/falcon-7b", 6_921_720_704), ("mistralai/Mixtral-8x7B-v0.1", 46_702_792_704),
+])
+def test_memory_estimate_reads_every_family(name, params):
+    # At one token the estimate is the weights (published parameter counts, see test_families_cost) in
+    # float16, plus ~66 KB of activations and cache (GPT-2: < 0.03%); GPT-2 and Falcon name their fields n_embd/n_head.
+    assert estimate_bytes(resolve(name).config, 1, 1, "float16", "sdpa") == pytest.approx(params * 2, rel=1e-3)

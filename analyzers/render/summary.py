@@ -35,6 +35,6 @@ def run_json(tables: RunTables) -> dict:
         "contention": run.contention,
         "components": components,
         "estimate": None if tables.extrapolation is None else tables.extrapolation.to_dict("records"),
-        "notices": run.notices + ([tables.roofline_note] if tables.roofline_note else []),
+        "notices": run.notices + [n for n in (tables.roofline_note, tables.unclaimed) if n],
         "run_dir": run.path,
     }

@@ -5,8 +5,6 @@ computes what the analysis knows, it only lays it out.
 """
 from __future__ import annotations
 
-from analyzers.component_names import UNCLAIMED_PREFIX
-from analyzers.components import median_repeat
 from analyzers.noise import outlier_lines
 from analyzers.render.fmt import finite, ms, num
 from analyzers.tables import RunTables
@@ -161,34 +159,6 @@ def summary_lines(tables: RunTables) -> list[str]:
     return lines + telemetry_lines(run.telemetry)
 
 
-UNCLAIMED_SHARE = 0.05  # residual or the remainder past this share of TTFT: say which modules hold it
-
-
-def unclaimed_line(tables: RunTables) -> str | None:
-    """Name the modules no rule knows when `residual` or the remainder is over 5% of TTFT.
-
-    The instrumentation times each unclaimed module as a `module:<pattern>` detail (the pattern
-    has `*` for the layer index), so the sentence can hand the user a ready --component-rule.
-    """
-    table, run = tables.breakdown, tables.run
-    shares = table.set_index("component")["share"]
-    if max(float(shares.get(c, 0.0)) for c in ("residual", *REMAINDERS)) <= UNCLAIMED_SHARE or not run.ttft_ns:
-        return None
-    chosen = median_repeat(run)
-    held: dict[str, int] = {}
-    for row in run.component_ns:
-        detail = row.get("detail")
-        if row["repeat"] == chosen and detail and detail.startswith(UNCLAIMED_PREFIX):
-            held[detail[len(UNCLAIMED_PREFIX):]] = held.get(detail[len(UNCLAIMED_PREFIX):], 0) + row["ns"]
-    ttft = run.ttft_ns[chosen]
-    named = [(ns / ttft, name) for name, ns in held.items() if ttft and ns / ttft >= 0.01]
-    if not named:
-        return None
-    top = ", ".join(f"{name} {100 * share:.0f}%" for share, name in sorted(named, reverse=True)[:5])
-    return (f"unclaimed modules hold TTFT: {top}; name them with --component-rule MODULE_PATTERN=COMPONENT "
-            "(API: component_rules={pattern: component}).")
-
-
 def render_run(tables: RunTables, console) -> None:
     """Print the breakdown; its rows sum to the TTFT line beneath them."""
     from rich.markup import escape
@@ -207,7 +177,7 @@ def render_run(tables: RunTables, console) -> None:
     if remainder > 0.2:
         console.print(f"[yellow]warning: {100 * remainder:.0f}% of TTFT is outside every named component: this "
                       "architecture's modules may not be recognised (see docs/reading-a-breakdown.md).[/]")
-    unclaimed = unclaimed_line(tables)
+    unclaimed = tables.unclaimed
     if unclaimed:
         console.print(unclaimed, markup=False, style="yellow")
     if run.logits_kept != "last":
