@@ -8,7 +8,7 @@ A module that matches is timed as a whole, and its children are not looked at.
 Order, first match wins: the user's rules (fnmatch on the qualified name), the
 embedding and head the model names itself, nn.MultiheadAttention (attention,
 whole), attribute names, norm classes, then the generic fallback (a Linear
-directly under an attention-like module: qkv_proj, the last declared o_proj).
+directly under an attention-like module: qkv_proj, the last called o_proj, see profiler.call_order).
 What no rule claims and holds no claimed module is timed too, as a `module:`
 detail of `residual` (inside a layer) or `other`, so a run can say who it is.
 """
@@ -52,6 +52,8 @@ class Plan:
     layers: list[tuple[int, nn.Module]] = field(default_factory=list)
     # (name, module, component, detail, layer): MoE router/experts, attention cores, unclaimed modules
     details: list[tuple[str, nn.Module, str, str | None, int | None]] = field(default_factory=list)
+    # (attention-like module, its unnamed Linears, layer): named by call order (profiler.call_order)
+    call_order: list[tuple[nn.Module, list[nn.Module], int | None]] = field(default_factory=list)
 
 
 def classify(model: nn.Module, rules=None) -> tuple[list[Entry], list[tuple[int, nn.Module]]]:
@@ -60,7 +62,7 @@ def classify(model: nn.Module, rules=None) -> tuple[list[Entry], list[tuple[int,
     return p.found, p.layers
 
 
-def _builtin(name: str, module: nn.Module, parent: nn.Module | None, fallback: dict[int, str]) -> str | None:
+def _builtin(name: str, module: nn.Module, parent: nn.Module | None) -> str | None:
     leaf = name.rsplit(".", 1)[-1]
     parent_name = name.rsplit(".", 1)[0] if "." in name else ""
     if isinstance(module, nn.MultiheadAttention):
@@ -71,7 +73,7 @@ def _builtin(name: str, module: nn.Module, parent: nn.Module | None, fallback: d
         component = None
     if component is None and NORM_CLASS.search(type(module).__name__):
         component = "norm"
-    return component or fallback.get(id(module))
+    return component
 
 
 def _attention_like(module: nn.Module) -> bool:
@@ -80,10 +82,23 @@ def _attention_like(module: nn.Module) -> bool:
 
 
 def _fallback_linears(module: nn.Module) -> dict[int, str]:
-    """Linears directly under an attention-like module: qkv_proj, and the last declared one o_proj."""
+    """Linears directly under an attention-like module: qkv_proj, and the last declared one o_proj.
+
+    Declaration order is the plan's guess; the hooks correct it by call order (profiler.call_order)."""
     linears = [c for n, c in module.named_children() if isinstance(c, nn.Linear) and n not in MODULE_NAME_RULES]
     return {id(c): ("o_proj" if i == len(linears) - 1 and len(linears) > 1 else "qkv_proj")
             for i, c in enumerate(linears)}
+
+
+def _unknown_attention(name: str, module: nn.Module, out: Plan) -> dict[int, str]:
+    """An attention-like module no rule names: its Linears' guesses, its own code as the attention core."""
+    guesses = _fallback_linears(module)
+    if guesses:
+        out.call_order.append((module, [c for c in module.children() if id(c) in guesses], layer_index(name)))
+    if ATTENTION_LIKE_CLASS.search(type(module).__name__) and not _has_own_attention_function(module):
+        # the attention core is this module's own code (an MHA child would be timed itself)
+        out.details.append((name, module, "attention", None, layer_index(name)))
+    return guesses
 
 
 def _has_own_attention_function(module: nn.Module) -> bool:
@@ -104,6 +119,7 @@ def plan(model: nn.Module, rules=None) -> Plan:
     used: set[str] = set()
     claimed: list[str] = []  # prefixes of matched modules: their subtrees are skipped
     fallback: dict[int, str] = {}
+    guessed: set[int] = set()
     modules = dict(model.named_modules())
     for name, module in modules.items():
         if any(name.startswith(prefix + ".") for prefix in claimed):
@@ -112,22 +128,24 @@ def plan(model: nn.Module, rules=None) -> Plan:
             out.layers.append((layer_index(name), module))
         component = next((c for pat, c in rules if fnmatchcase(name, pat) and not used.add(pat)), None)
         parent = modules.get(name.rsplit(".", 1)[0]) if "." in name else (model if name else None)
-        component = component or special.get(id(module)) or _builtin(name, module, parent, fallback)
+        component = component or special.get(id(module)) or _builtin(name, module, parent)
+        if component is None and id(module) in fallback:
+            component = fallback[id(module)]
+            guessed.add(id(module))  # named by the generic fallback: call order decides (profiler.call_order)
         if component is not None:
             out.found.append((name, module, component, layer_index(name)))
             claimed.append(name)
             if component == "mlp" and name:
                 _moe_details(name, module, out)
         elif name and not DECODER_LAYER.search(name) and _attention_like(module):
-            fallback.update(_fallback_linears(module))
-            if ATTENTION_LIKE_CLASS.search(type(module).__name__) and not _has_own_attention_function(module):
-                # the attention core is this module's own code (an MHA child would be timed itself)
-                out.details.append((name, module, "attention", None, layer_index(name)))
+            fallback.update(_unknown_attention(name, module, out))
     unmatched = [pat for pat, _c in rules if pat not in used]
     if unmatched:
         raise InputError(f"component rule pattern {unmatched[0]!r} matches no module of this "
                          f"{type(model).__name__}; patterns are fnmatch patterns on qualified names such as "
                          f"{_example(modules)!r}.")
+    out.call_order = [(p, kept, layer) for p, linears, layer in out.call_order
+                      if (kept := [m for m in linears if id(m) in guessed])]
     _unclaimed(modules, out)
     return out
 
