@@ -34,3 +34,29 @@ def test_help_loads_neither_torch_nor_pandas():
     result = python_without_torch(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_predict_every_builtin_model_without_torch():
+    """`predict` answers for every model `ttft-profile models` lists, GPT-2 to Qwen3-MoE, with torch absent.
+
+    The totals must equal the ones the same command prints in this process (torch importable), so the
+    torch-less path computes the same figures rather than a subset."""
+    import json
+
+    from profiler.catalog import builtin_names
+    from tests.conftest import cli, python_without_torch
+
+    code = ("import io, json, contextlib\nfrom profiler.catalog import builtin_names\nfrom profiler.cli import main\n"
+            "out = {}\nfor name in builtin_names():\n    buf = io.StringIO()\n"
+            "    with contextlib.redirect_stdout(buf):\n"
+            "        code = main(['predict', '--model', name, '--len', '1k', '--gpu', 'h100-sxm', '--json'])\n"
+            "    out[name] = [code, json.loads(buf.getvalue())['totals'] if code == 0 else None]\n"
+            "print(json.dumps(out))\n")
+    result = python_without_torch(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(got) == sorted(builtin_names())
+    for name in ("gpt2", "tiiuae/falcon-7b", "mistralai/Mixtral-8x7B-v0.1", "Qwen/Qwen3-30B-A3B"):
+        here = cli("predict", "--model", name, "--len", "1k", "--gpu", "h100-sxm", "--json")
+        assert got[name] == [0, json.loads(here.stdout)["totals"]], name
+    assert all(code == 0 for code, _totals in got.values()), {n: c for n, (c, _t) in got.items() if c}
