@@ -20,6 +20,7 @@ COMPONENTS: tuple[str, ...] = (
     "attention",
     "o_proj",
     "mlp",
+    "communication",  # collectives of a tensor-parallel run (all-reduce, all-gather), waiting included
     "residual",
     "lm_head",
     "sampling",
@@ -69,6 +70,7 @@ COLOURS: dict[str, int] = {
     "attention": 0xE53935,
     "o_proj": 0x3949AB,
     "mlp": 0x43A047,
+    "communication": 0xFDD835,
     "residual": 0x78909C,
     "lm_head": 0x8E24AA,
     "sampling": 0xF4511E,

@@ -19,6 +19,8 @@ from torch import nn
 
 from analyzers.errors import InputError
 from analyzers.vocabulary import RangeKey
+from profiler.call_order import hook_call_order
+from profiler.collectives import COMMUNICATION, time_collectives
 from profiler.component_rules import FUNCTION_RULES, plan
 from profiler.recorders.host import RangeRecorder
 
@@ -148,7 +150,10 @@ def _hook_modules(model: nn.Module, rec, info: Instrumentation, handles: list, r
     """
     where = plan(model, rules)
     found, layers = where.found, where.layers
-    ranges = [(m, RangeKey(c, layer)) for _n, m, c, layer in found]
+    by_order = {id(linear) for _p, linears, _l in where.call_order for linear in linears}
+    for parent, linears, layer in where.call_order:
+        hook_call_order(rec, parent, linears, layer, handles)
+    ranges = [(m, RangeKey(c, layer)) for _n, m, c, layer in found if id(m) not in by_order]
     ranges += [(m, RangeKey(c, layer, detail)) for _n, m, c, detail, layer in where.details]
     for module, key in ranges:
         pre, post = _module_hooks(rec, key)
@@ -161,7 +166,8 @@ def _hook_modules(model: nn.Module, rec, info: Instrumentation, handles: list, r
         handles.append(module.register_forward_hook(post, always_call=True))
     if layers:
         info.components.add("residual")
-    info.module_count = len(ranges) + len(layers)
+    info.components.update(c for _n, m, c, _l in found if id(m) in by_order)
+    info.module_count = len(ranges) + len(layers) + len(by_order)
 
 
 def _patch_functions(modeling_modules: list, rec, info: Instrumentation, restores: list) -> None:
@@ -275,6 +281,8 @@ def instrument(model: nn.Module, recorder: RangeRecorder | None = None,
         modeling_modules = [sys.modules[n] for n in sorted(modeling) if n in sys.modules]
         _patch_functions(modeling_modules, rec, info, restores)
         _patch_attention(model, modeling_modules, rec, info, restores)
+        if time_collectives(rec, restores):  # a tensor-parallel rank: its all-reduces are `communication`
+            info.components.add(COMMUNICATION)
         yield info
     finally:
         _INSTRUMENTED.discard(model)

@@ -21,6 +21,7 @@ from analyzers.component_names import check_rules
 from analyzers.errors import InputError, ParameterError
 from analyzers.run import Run
 from analyzers.vocabulary import PREFILL_RANGES
+from profiler.collectives import align_ranks
 from profiler.errors import first_line, is_oom
 from profiler.instrumentation import instrument
 from profiler.prefill import DeviceMarks, HostMarks, PrefillCall, accepts_logits_to_keep, model_device_dtype
@@ -180,6 +181,7 @@ def _no_sync() -> None:
 
 
 def _once(call: PrefillCall):
+    align_ranks(call.sync)  # tensor-parallel ranks start each prefill together (nothing without a world)
     try:
         return call()
     except Exception as exc:

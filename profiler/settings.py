@@ -62,6 +62,8 @@ class Settings:
     """Load a pickle checkpoint (pytorch_model.bin, *.pt), with torch.load(weights_only=True) only."""
     component_rules: tuple[tuple[str, str], ...] = ()
     """(fnmatch pattern on a qualified module name, component) pairs, tried before the built-in rules."""
+    tp: int = 1
+    """Tensor-parallel ranks (profiler.tp): the model's projections split across this many processes."""
     command: tuple[str, ...] = field(default=(), compare=False)
     """The command line that asked for this, recorded in run.json."""
 
@@ -70,6 +72,7 @@ class Settings:
         _at_least("batch", self.batch, 1, "", MAX_BATCH)
         _at_least("repeat", self.repeat, 1, "use 5 or more for a stable p50", MAX_REPEAT)
         _at_least("warmup", self.warmup, 0, "use 0 or more", MAX_REPEAT)
+        _at_least("tp", self.tp, 1, "pass how many tensor-parallel ranks to run", MAX_TP)
         _at_least("seed", self.seed, 0, "use a seed in 0..2**63-1, as torch.Generator takes", MAX_SEED)
         if self.layers is not None and (not isinstance(self.layers, int) or isinstance(self.layers, bool)):
             # its range depends on the model, and is checked against the config when the session is prepared
@@ -111,6 +114,7 @@ class Settings:
 # lengths are bounded by analyzers.lengths.MAX_TOKENS, and a telemetry interval over a minute samples nothing).
 MAX_SEED = 2**63 - 1
 MAX_BATCH = 2**16
+MAX_TP = 1024
 MAX_REPEAT = 100_000
 MAX_INTERVAL_MS = 60_000.0
 

@@ -207,6 +207,34 @@ def test_generic_fallback_names_linears_under_an_attention_class():
     assert [(n, c) for n, _m, c, _d, _l in where.details] == [("layers.0.mixer", "attention")]
 
 
+def test_fallback_names_the_output_projection_by_call_order():
+    """Declared out-to-in (`to_out` first, then `to_q`): the call order decides, not the declaration."""
+    class Attention(nn.Module):
+        def __init__(self, d=32):
+            super().__init__()
+            self.to_out = nn.Linear(d, d)
+            self.to_q, self.to_k, self.to_v = (nn.Linear(d, d) for _ in range(3))
+
+        def forward(self, x):
+            out = nn.functional.scaled_dot_product_attention(self.to_q(x), self.to_k(x), self.to_v(x))
+            return self.to_out(out)
+
+    model, block = nn.Module(), nn.Module()
+    block.mixer = Attention()
+    model.layers = nn.ModuleList([block])
+    model.forward = lambda x: model.layers[0].mixer(x)
+    rec, x = RangeRecorder(nvtx_on=False, record_function_on=False), torch.randn(1, 8, 32)
+    with torch.inference_mode(), instrument(model, rec):
+        model(x)  # the first call learns the order
+        rec.take()
+        rec.spans = []
+        model(x)
+    order = [k.component for k, *_t in sorted(rec.spans, key=lambda s: s[1]) if k.component in ("qkv_proj", "o_proj")]
+    assert order == ["qkv_proj", "qkv_proj", "qkv_proj", "o_proj"]
+    counts = Counter(k.component for k, *_t in rec.spans)
+    assert counts["o_proj"] == 1 and counts["qkv_proj"] == 3 and counts["attention"] == 1
+
+
 def test_bad_rules_are_one_sentence():
     with pytest.raises(ParameterError, match="names no component"):
         _profile(_Tiny(), component_rules={"layers.*.mha": "blender"})

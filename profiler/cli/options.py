@@ -42,6 +42,9 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
             "calibrate, predict, sweep, diff, report (`ttft-profile SUBCOMMAND --help`)."))
         p.add_argument("--len", dest="seq_len", type=tokens, default=2048,
                        help="prompt length in tokens, e.g. 2048 or 16k (default: %(default)s)")
+        p.add_argument("--tp", type=int, default=1,
+                       help="tensor-parallel ranks, launched with torch.distributed (or run under your torchrun "
+                            "with --tp equal to its world size); default: 1")
     p.add_argument("--model", default=default_model(),
                    help="built-in name, local folder with config.json, or hub id (default: %(default)s)")
     p.add_argument("--layers", type=int, default=None, help="build only the first K decoder layers")
@@ -86,4 +89,4 @@ def settings_from(args: argparse.Namespace, seq_lens: list[int], command: list[s
         top_p=args.top_p, seed=args.seed, allow_long=args.allow_long, gpu=args.gpu,
         telemetry_interval_ms=args.nvml_interval_ms, trace=not args.no_trace, nvtx_only=args.nvtx_only,
         allow_missing_weights=args.allow_missing_weights, allow_pickle=args.allow_pickle,
-        component_rules=tuple(args.component_rules), command=tuple(command))
+        component_rules=tuple(args.component_rules), tp=getattr(args, "tp", 1), command=tuple(command))

@@ -1,6 +1,7 @@
 """`ttft-profile [--model M] [--len N] ...`: profile one prefill configuration into a run folder."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from analyzers.jsonout import dumps
@@ -22,6 +23,11 @@ def run(argv: list[str]) -> int:
 
     if args.out is not None:
         check_out(args.out)  # before the model's config is even read
+    if args.tp != 1 or os.environ.get("WORLD_SIZE", "1") != "1":  # asked for, or a rank started by torchrun
+        from profiler.tp.launch import run_tp
+
+        final = args.out if args.out is not None else default_run_dir(TRACES, args.model, kind=f"tp{args.tp}-n{args.seq_len}")
+        return run_tp(settings_from(args, [args.seq_len], ["ttft-profile", *argv]), argv, final, args.json)
     session = Session.prepare(settings_from(args, [args.seq_len], ["ttft-profile", *argv]))
     final = args.out if args.out is not None else default_run_dir(TRACES, session.source.name, args.seq_len)
     with StagedFolder(final) as staged:  # any failure or signal before commit removes it

@@ -1,0 +1,142 @@
+"""One tensor-parallel rank: build, shard, profile, and hand the run to rank 0.
+
+Started by the parent (`ttft-profile --tp K`, through torch.distributed's elastic launcher) or
+by the user's own `torchrun ... -m profiler.cli --tp K`; either way torch.distributed's
+environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) says who it is. Every rank
+builds the same full model (one seeded generator), computes the unsharded last-position
+logits once as the reference, shards it, and runs the ordinary profile: the collectives are
+timed as `communication` and every repeat starts after a barrier (profiler.collectives).
+Ranks may sit on different hosts, so rank 0 receives each rank's run folder as bytes over
+the process group rather than from a shared disk.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from analyzers.errors import InputError
+
+ERRORS_ENV = "TTFT_TP_ERRORS"  # a folder the parent reads a failed rank's sentence from (rank<N>.txt)
+OFFSET_ROUNDS = 5
+
+
+def rank_env() -> tuple[int, int, int, int]:
+    """(rank, world size, local rank, local world size) from torch.distributed's launcher."""
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    except (KeyError, ValueError):
+        raise InputError("RANK and WORLD_SIZE are not set: a tensor-parallel rank is started by `ttft-profile --tp K` "
+                         "or by torchrun.") from None
+    return rank, world, local, local_world
+
+
+def _settings(settings, local: int, local_world: int):
+    """The rank's settings: its own GPU (cuda:LOCAL_RANK), or its share of the CPU cores."""
+    import dataclasses
+
+    import torch
+
+    from profiler.contention import usable_cpus
+
+    wants_gpu = settings.device.startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
+    if wants_gpu:
+        return dataclasses.replace(settings, device=f"cuda:{local}")
+    torch.set_num_threads(max(1, usable_cpus() // local_world))  # ranks on one host must not fight for cores
+    return settings
+
+
+def _init_group(device: str) -> str:
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    try:
+        dist.init_process_group(backend, timeout=timedelta(minutes=30),
+                                device_id=torch.device(device) if backend == "nccl" else None)
+    except Exception as exc:  # a port in use, an unreachable rank 0
+        raise InputError(f"rank could not join the process group ({str(exc).splitlines()[0][:200]}); if the port is "
+                         "in use, pick another with torchrun's --master-port (or rerun: ttft-profile picks a free "
+                         "one).") from None
+    return backend
+
+
+def clock_offset_ns() -> int:
+    """What to add to this rank's wall clock to read rank 0's: the median over a few barrier exits."""
+    import torch.distributed as dist
+
+    offsets = []
+    for _ in range(OFFSET_ROUNDS):
+        dist.barrier()
+        mine = time.time_ns()
+        stamps = [None] * dist.get_world_size()
+        dist.all_gather_object(stamps, mine)
+        offsets.append(stamps[0] - mine)
+    offsets.sort()
+    return offsets[len(offsets) // 2]
+
+
+def _last_logits(model, seq_len: int, batch: int, seed: int, device: str):
+    """Last-position logits (float32, on the host) for the prompt profile_prefill builds with `seed`."""
+    import torch
+
+    vocab = int(model.config.vocab_size)
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, use_cache=False).logits[:, -1, :]
+    logits = logits.full_tensor() if hasattr(logits, "full_tensor") else logits
+    return logits.float().cpu()
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def profile_rank(settings) -> dict | None:
+    """This rank's whole job; rank 0 returns what every rank sent (the rest return None)."""
+    import torch.distributed as dist
+
+    from analyzers.store import save_run
+    from analyzers.tables import compute_tables
+    from profiler.session import Session
+    from profiler.tp.shard import shard
+
+    rank, world, local, local_world = rank_env()
+    if settings.tp != world:
+        raise InputError(f"--tp {settings.tp} does not match the {world} ranks torchrun started; pass --tp {world}.")
+    session = Session.prepare(_settings(settings, local, local_world))
+    backend = _init_group(session.device)
+    work = Path(tempfile.mkdtemp(prefix=f"ttft-tp-rank{rank}-"))
+    try:
+        session.ceilings = None  # the roofline's FLOPs are the whole model's, not this rank's shard
+        session.notices.append(f"note: rank {rank} of {world} (tensor parallel, {backend}); its projections are "
+                               f"1/{world} of the model's and its collectives are `communication`.")
+        session.build()
+        s = session.settings
+        reference = _last_logits(session.model, s.seq_len, s.batch, s.seed, session.device)
+        shard(session.model, world, session.device)
+        result = session.profile(s.seq_len, work)
+        save_run(result, work, compute_tables(result))
+        sharded = _last_logits(session.model, s.seq_len, s.batch, s.seed, session.device)
+        sent = {"rank": rank, "host": socket.gethostname(), "offset_ns": clock_offset_ns(), "backend": backend,
+                "logits_max_abs_diff": float((sharded - reference).abs().max()),
+                "last_logits": sharded[0].tolist() if rank == 0 else None, "files": _folder_bytes(work)}
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(sent, gathered, dst=0)
+        return {"ranks": gathered, "tp": world} if rank == 0 else None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
