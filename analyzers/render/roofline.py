@@ -11,7 +11,8 @@ def render_prediction(prediction: Prediction, console) -> None:
     from rich.table import Table
 
     p, table, totals = prediction, prediction.table, prediction.totals
-    console.print(f"[bold]{escape(p.model)}[/] · n={p.seq_len} b={p.batch} · {p.dtype} · {escape(p.gpu_name)} "
+    ranks = f" x {totals['tp']} over {escape(totals['interconnect'])}, per rank" if "tp" in totals else ""
+    console.print(f"[bold]{escape(p.model)}[/] · n={p.seq_len} b={p.batch} · {p.dtype} · {escape(p.gpu_name)}{ranks} "
                   "(datasheet ceilings)")
     grid = Table(show_footer=True, pad_edge=False)
     estimate = "estimate_ms" in table.columns
@@ -36,6 +37,9 @@ def render_prediction(prediction: Prediction, console) -> None:
                   f"written, unfused): {totals['flops'] / 1e12:,.2f} TFLOP useful "
                   f"({totals['flops_executed'] / 1e12:,.2f} executed), {totals['bytes'] / 1e9:,.2f} GB")
     console.print(physical_line(totals))
+    if "tp" in totals:
+        for line in tp_lines(prediction):
+            console.print(escape(line))
     if estimate:
         console.print(f"estimate with the given efficiencies: {num(totals['estimate_ms'])} ms")
 
@@ -46,11 +50,47 @@ def physical_line(totals: dict) -> str:
             f"any engine on these ceilings), {totals['physical_bound']}-bound: "
             f"{totals['physical_flops'] / 1e12:,.2f} TFLOP at peak {num(totals['physical_compute_ms'])} ms; "
             f"{totals['physical_bytes'] / 1e9:,.2f} GB (weights once, KV cache once, token ids) at bandwidth "
-            f"{num(totals['physical_memory_ms'])} ms")
+            f"{num(totals['physical_memory_ms'])} ms" + _wire(totals))
+
+
+def _wire(totals: dict) -> str:
+    """A tensor-parallel rank's limit has a third bound: the collectives' bytes on its link."""
+    if "physical_communication_ms" not in totals:
+        return ""
+    return f"; collectives on the link {num(totals['physical_communication_ms'])} ms"
+
+
+def tp_lines(prediction: Prediction) -> list[str]:
+    """What the wire costs one rank, the floor for each K one node allows, and from which K the wire dominates."""
+    from analyzers.cost.predict import communication_dominates_from
+
+    totals, rows = prediction.totals, list(prediction.scaling)
+    lines = [f"communication floor {num(totals['communication_floor_ms'])} ms "
+             f"({100 * totals['communication_share']:.1f}% of the floor): {totals['communication_calls']} collectives, "
+             f"{totals['communication_bytes'] / 1e9:,.2f} GB sent per rank on {totals['interconnect']} "
+             f"({num(totals['link_bandwidth_gbs'])} GB/s per direction, {num(totals['link_latency_us'])} us per step); "
+             f"compute and memory {num(totals['compute_memory_floor_ms'])} ms"]
+    if not rows:
+        return lines
+    named = len({r["interconnect"] for r in rows if r["interconnect"]}) > 1  # e.g. a bridged pair, then PCIe
+    steps = ", ".join(f"K={r['tp']} {num(r['floor_ms'])} ms ({100 * r['communication_share']:.0f}% wire"
+                      + (f" on {r['interconnect']})" if named and r["interconnect"] else ")") for r in rows)
+    lines.append(f"floor per rank by K: {steps}")
+    first, last = communication_dominates_from(rows), rows[-1]["tp"]
+    where = (f"communication dominates (exceeds all other components together) from K={first}" if first else
+             f"communication does not dominate (exceed all other components together) up to K={last}")
+    lines.append(f"{where} at n={prediction.seq_len}")
+    return lines
 
 
 def prediction_json(prediction: Prediction) -> dict:
     """What `predict --json` prints."""
     p = prediction
-    return {"model": p.model, "seq_len": p.seq_len, "batch": p.batch, "dtype": p.dtype, "gpu": p.gpu_key,
-            "gpu_name": p.gpu_name, "totals": p.totals, "components": p.table.to_dict("records")}
+    out = {"model": p.model, "seq_len": p.seq_len, "batch": p.batch, "dtype": p.dtype, "gpu": p.gpu_key,
+           "gpu_name": p.gpu_name, "totals": p.totals, "components": p.table.to_dict("records")}
+    if p.scaling:
+        from analyzers.cost.predict import communication_dominates_from
+
+        out["tp_scaling"] = list(p.scaling)
+        out["communication_dominates_from"] = communication_dominates_from(list(p.scaling))
+    return out

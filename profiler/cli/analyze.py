@@ -11,9 +11,9 @@ from profiler.cli.errors import ArgParser
 
 def run(argv: list[str]) -> int:
     parser = ArgParser(prog="ttft-profile analyze", description=(
-        "Break down a saved run folder or sweep folder, or a torch.profiler (Kineto) trace made by ttft-profile "
-        "or anything else."))
-    parser.add_argument("path", type=Path, help="a run folder, a sweep folder, or a trace (.json or .json.gz)")
+        "Break down a saved run folder, sweep folder or tensor-parallel (TP) folder, or a torch.profiler (Kineto) "
+        "trace made by ttft-profile or anything else."))
+    parser.add_argument("path", type=Path, help="a run, sweep or TP folder, or a trace (.json or .json.gz)")
     parser.add_argument("--top", type=int, default=10, help="rows in the top-kernel and annotation tables")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON on stdout")
     parser.add_argument("--max-trace-mb", type=float, default=None,
@@ -26,6 +26,8 @@ def run(argv: list[str]) -> int:
         raise ParameterError("max_trace_mb", args.max_trace_mb, "must be positive", "the default is 2048")
     if not args.path.exists():
         raise InputError(f"{args.path} does not exist; pass a run folder or a trace file.")
+    if (args.path / "tp.json").is_file():
+        return _tp(args.path, args.json)
     if (args.path / "sweep.json").is_file():
         return _sweep(args.path, args.json)
     if args.path.is_dir():
@@ -65,6 +67,19 @@ def _ranks(path: Path, as_json: bool, max_bytes: int | None) -> int:
         print(dumps(ranks_json(ranks)))
     else:
         render_ranks(ranks, console())
+    return 0
+
+
+def _tp(path: Path, as_json: bool) -> int:
+    """A tensor-parallel run: tp.json beside one run folder per rank."""
+    from analyzers.render.tp import render_tp, tp_json
+    from analyzers.tp import load_tp, tp_tables
+
+    tables = tp_tables(load_tp(path))
+    if as_json:
+        print(dumps(tp_json(tables)))
+    else:
+        render_tp(tables, console())
     return 0
 
 

@@ -22,6 +22,10 @@ def _parser() -> ArgParser:
     parser.add_argument("--attn", default="sdpa", help="attention implementation, for executed FLOPs (default: sdpa)")
     parser.add_argument("--efficiency", type=float, default=None, help="assume this efficiency for every component")
     parser.add_argument("--from-run", type=Path, default=None, help="use the measured efficiencies of a saved run")
+    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs: the floor of one rank, collectives "
+                        "included (default: 1)")
+    parser.add_argument("--interconnect", default=None, help="the link --tp prices collectives on, e.g. nvlink or pcie "
+                        "(default: the GPU's fastest link that joins K GPUs)")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -65,7 +69,8 @@ def run(argv: list[str]) -> int:
     _check(args)
     from analyzers.cost.ceilings import from_datasheet
     from analyzers.cost.hardware import gpu_by_key
-    from analyzers.cost.predict import Prediction, predict
+    from analyzers.cost.model_spec import ModelSpec
+    from analyzers.cost.predict import Prediction, predict, scaling, tensor_parallel
     from analyzers.render.roofline import prediction_json, render_prediction
     from analyzers.vocabulary import dtype_name
     from profiler import catalog
@@ -78,9 +83,13 @@ def run(argv: list[str]) -> int:
     spec = gpu_by_key(args.gpu or _nvml_gpu_key())
     wanted = args.dtype or source.config.get("torch_dtype") or "bfloat16"
     dtype = dtype_name(wanted) or str(wanted).lower()
-    table, totals = predict(source.config, args.seq_len, from_datasheet(spec), dtype, batch=args.batch,
-                            attn=args.attn, efficiencies=_efficiencies(args))
-    prediction = Prediction(source.name, args.seq_len, args.batch, dtype, spec.key, spec.name, table, totals)
+    ceilings = from_datasheet(spec)
+    parallel = tensor_parallel(ModelSpec.from_config(source.config), args.tp, spec.key, args.interconnect)
+    table, totals = predict(source.config, args.seq_len, ceilings, dtype, batch=args.batch,
+                            attn=args.attn, efficiencies=_efficiencies(args), tp=parallel or 1)
+    steps = () if args.tp == 1 else tuple(scaling(source.config, args.seq_len, ceilings, dtype, args.batch,
+                                                  args.attn, args.interconnect, args.tp))
+    prediction = Prediction(source.name, args.seq_len, args.batch, dtype, spec.key, spec.name, table, totals, steps)
     if args.json:
         print(dumps(prediction_json(prediction)))
     else:

@@ -22,9 +22,10 @@ def say_failure(exc: BaseException) -> str:
     text = in_flags(exc) if isinstance(exc, InputError) else first_line(exc, type(exc).__name__)
     sentence = f"rank {rank}: {text}"
     folder = os.environ.get(ERRORS_ENV)
-    if folder:
+    if folder:  # started by `ttft-profile --tp`: the parent says it once, for every rank
         try:
             Path(folder, f"rank{rank}.txt").write_text(sentence + "\n")
+            return sentence
         except OSError:
             pass
     print(f"ttft-profile: error: {sentence}", file=sys.stderr)

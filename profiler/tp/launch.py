@@ -60,7 +60,7 @@ def _with_out(argv: list[str], final: Path) -> list[str]:
 
 def _failure(errors: Path, exc: BaseException) -> InputError:
     """The first failed rank's own sentence (ranks stopped by the launcher say nothing)."""
-    said = sorted(errors.glob("rank*.txt"))
+    said = sorted(errors.glob("rank*.txt"), key=lambda p: p.stat().st_mtime_ns)  # the first to fail says why
     if said:
         return InputError(said[0].read_text().strip().rstrip(".") + "; every rank was stopped and no run folder "
                           "was written.")

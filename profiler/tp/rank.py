@@ -22,6 +22,13 @@ from analyzers.errors import InputError
 
 ERRORS_ENV = "TTFT_TP_ERRORS"  # a folder the parent reads a failed rank's sentence from (rank<N>.txt)
 OFFSET_ROUNDS = 5
+# Fault injection for the tests of a rank dying mid-run: "RANK:STAGE" (stages: build, profile).
+FAULT_ENV = "TTFT_TP_FAULT"
+
+
+def _fault(rank: int, stage: str) -> None:
+    if os.environ.get(FAULT_ENV) == f"{rank}:{stage}":
+        raise RuntimeError(f"fault injected at {stage} ({FAULT_ENV})")
 
 
 def rank_env() -> tuple[int, int, int, int]:
@@ -118,10 +125,12 @@ def profile_rank(settings) -> dict | None:
         session.ceilings = None  # the roofline's FLOPs are the whole model's, not this rank's shard
         session.notices.append(f"note: rank {rank} of {world} (tensor parallel, {backend}); its projections are "
                                f"1/{world} of the model's and its collectives are `communication`.")
+        _fault(rank, "build")
         session.build()
         s = session.settings
         reference = _last_logits(session.model, s.seq_len, s.batch, s.seed, session.device)
         shard(session.model, world, session.device)
+        _fault(rank, "profile")
         result = session.profile(s.seq_len, work)
         save_run(result, work, compute_tables(result))
         sharded = _last_logits(session.model, s.seq_len, s.batch, s.seed, session.device)
