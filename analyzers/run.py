@@ -47,6 +47,7 @@ class Run:
     random_weights: bool = True
     layers_built: int = 0
     layers_total: int = 0
+    tp: int = 1  # tensor-parallel ranks the model was split across; this run is one rank's (analyzers.cost.tp)
     logits_kept: str = "last"
     sampling: dict = field(default_factory=lambda: {"method": "greedy"})
     timing: str = "host"
@@ -107,7 +108,7 @@ class Run:
                 continue
             kwargs[f.name] = _checked(f.name, data[f.name], source)
         _check_samples(kwargs["ttft_ns"], source)
-        for name in ("seq_len", "batch", "repeat", "cold_ttft_ns"):
+        for name in ("seq_len", "batch", "repeat", "cold_ttft_ns", "tp"):
             if kwargs[name] < 1:
                 raise RunFormatError(f"{source}: field '{name}' holds {kwargs[name]}, not a positive number; "
                                      "it was hand-edited, so profile again.")
@@ -119,7 +120,7 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "seq_len": (int,), "batch": (int,), "dtype": (str,), "device": (str,),
     "device_name": (str,), "attn": (str,), "warmup": (int,), "repeat": (int,), "ttft_ns": (list,),
     "cold_ttft_ns": (int,), "component_ns": (list,), "components_present": (list,), "model_source": (str,),
-    "model_origin": (str,), "random_weights": (bool,), "layers_built": (int,), "layers_total": (int,),
+    "model_origin": (str,), "random_weights": (bool,), "layers_built": (int,), "layers_total": (int,), "tp": (int,),
     "logits_kept": (str,), "sampling": (dict,), "timing": (str,), "config": (dict,), "versions": (dict,),
     "command": (list,), "created": (str,), "notices": (list,), "profiled_ttft_ns": (int, type(None)),
     "profiled_component_ns": (list,), "trace_file": (str, type(None)), "ceilings": (dict, type(None)),

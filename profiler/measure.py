@@ -21,7 +21,7 @@ from analyzers.component_names import check_rules
 from analyzers.errors import InputError, ParameterError
 from analyzers.run import Run
 from analyzers.vocabulary import PREFILL_RANGES
-from profiler.collectives import align_ranks
+from profiler.collectives import align_ranks, world
 from profiler.errors import first_line, is_oom
 from profiler.instrumentation import instrument
 from profiler.prefill import DeviceMarks, HostMarks, PrefillCall, accepts_logits_to_keep, model_device_dtype
@@ -298,7 +298,7 @@ def _run(model, call: PrefillCall, timing: Timing, measured: Measured, present: 
         ttft_ns=measured.samples, cold_ttft_ns=int(measured.cold_ns), component_ns=measured.rows,
         components_present=present, model_source=origin.source, model_origin=origin.origin,
         random_weights=origin.random_weights, layers_built=built, layers_total=origin.layers_total or built,
-        logits_kept="last" if call.forward_kwargs else "all", sampling=timing.sampling.describe(),
+        tp=(world() or (0, 1))[1], logits_kept="last" if call.forward_kwargs else "all", sampling=timing.sampling.describe(),
         timing=call.recorder.timing,
         config=origin.config if origin.config is not None else (config.to_dict() if hasattr(config, "to_dict") else {}),
         versions=_versions(), command=list(origin.command) or list(sys.argv),

@@ -175,3 +175,34 @@ def test_more_ranks_than_gpus_is_refused():
     with pytest.raises(ParameterError, match="more than the 1 GPUs"):
         check_tp(resolve("tiny-llama").config, 2, "cuda:0", 1)
     check_tp(resolve("tiny-llama").config, 2, "cuda:0", 2)  # as many as there are: fine
+
+
+def test_each_rank_costs_its_shard(tp_run):
+    """The roofline of a rank prices the rank's work: half the q/k/v heads at --tp 2.
+
+    tiny-llama: d=256, 4 query heads and 2 KV heads of 64, 4 layers, n=1024. q/k/v of the whole
+    model: 2·n·d·(H+2K)·h·L = 2·1024·256·(4+4)·64·4 = 1,073,741,824 FLOPs; one rank holds half."""
+    from analyzers.cost.roofline import run_costs
+    from analyzers.run import load_run
+
+    run = load_run(tp_run[0] / "rank0")
+    assert run.tp == 2
+    costs = run_costs(run).set_index("component")
+    assert costs.loc["qkv_proj", "flops"] == 536_870_912
+
+
+def test_a_port_in_use_is_one_sentence(tmp_path):
+    """A rank started by torchrun whose rendezvous port is taken: rank 0 cannot listen on it."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        env = dict(os.environ, RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(held.getsockname()[1]))
+        done = subprocess.run([sys.executable, "-m", "profiler.cli", "--model", "tiny-llama", "--tp", "2", "--device",
+                               "cpu", "--len", "64", "--repeat", "1", "--no-trace", "--out", str(tmp_path / "run")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "address already in use" in done.stderr and "--master-port" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "run").exists()

@@ -62,6 +62,10 @@ def run_costs(run) -> pd.DataFrame:
     from analyzers.cost.model_spec import ModelSpec
 
     spec = ModelSpec.from_config(run.config)
+    if run.tp > 1:  # one rank's shard: its split heads and widths (its collectives have no FLOPs)
+        from analyzers.cost.tp import rank_spec
+
+        spec = rank_spec(spec, run.tp)
     return component_costs(spec, run.seq_len, batch=run.batch, dtype_bytes=dtype_bytes(run.dtype),
                            attn=run.attn, logits=run.logits_kept, layers=run.layers_built or None)
 

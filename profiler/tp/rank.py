@@ -69,7 +69,7 @@ def _init_group(device: str) -> str:
         dist.init_process_group(backend, timeout=timedelta(minutes=30),
                                 device_id=torch.device(device) if backend == "nccl" else None)
     except Exception as exc:  # a port in use, an unreachable rank 0
-        raise InputError(f"rank could not join the process group ({str(exc).splitlines()[0][:200]}); if the port is "
+        raise InputError(f"rank {os.environ.get('RANK', '?')} could not join the process group ({str(exc).splitlines()[0][:200]}); if the port is "
                          "in use, pick another with torchrun's --master-port (or rerun: ttft-profile picks a free "
                          "one).") from None
     return backend
@@ -122,7 +122,6 @@ def profile_rank(settings) -> dict | None:
     backend = _init_group(session.device)
     work = Path(tempfile.mkdtemp(prefix=f"ttft-tp-rank{rank}-"))
     try:
-        session.ceilings = None  # the roofline's FLOPs are the whole model's, not this rank's shard
         session.notices.append(f"note: rank {rank} of {world} (tensor parallel, {backend}); its projections are "
                                f"1/{world} of the model's and its collectives are `communication`.")
         _fault(rank, "build")
