@@ -108,3 +108,16 @@ def test_moe_without_top_k_is_named():
     with pytest.raises(SpecError, match="num_experts_per_tok") as info:
         ModelSpec.from_config(config)
     assert str(info.value).count(". ") == 0
+
+
+def test_an_unknown_architecture_names_every_missing_field_and_the_rule_flag(tmp_path):
+    """A config spelt no way we know: one sentence listing what is missing and how to name modules."""
+    from tests.conftest import cli
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "mystery", "vocab_size": 100}))
+    done = cli("--model", str(tmp_path / "m"), "--len", "16")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "num_hidden_layers, hidden_size, num_attention_heads" in line and "--component-rule" in line

@@ -106,6 +106,7 @@ class ModelSpec:
         """Parse a Hugging Face `config.json` dict; raise `SpecError` naming a missing field."""
         config = _unwrap(config)
         model_type = str(config.get("model_type") or "")
+        _core_fields(config, model_type)
         layers = _int(config, "num_hidden_layers")
         hidden = _int(config, "hidden_size")
         heads = _int(config, "num_attention_heads")
@@ -180,6 +181,20 @@ def _unwrap(config: Any) -> dict[str, Any]:
         config = dict(config["text_config"])
         config.setdefault("model_type", outer_type)
     return canonical(config)
+
+
+CORE_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+
+
+def _core_fields(config: dict[str, Any], model_type: str) -> None:
+    """Name every missing core field at once; several missing means an architecture spelt another way."""
+    missing = [k for k in CORE_FIELDS if config.get(k) is None]
+    if len(missing) < 2:
+        return  # one missing field is named by _int, in its own words
+    raise SpecError(f"the config (model_type {model_type or 'unset'!r}) has no {', '.join(missing)} under any name "
+                    "ttft-profile knows (Llama's, or GPT-2's n_layer/n_embd/n_head, Falcon's, OPT's); add them to "
+                    "config.json under these names, and if its modules are not named like Llama's or GPT-2's, "
+                    "name them with --component-rule MODULE_PATTERN=COMPONENT.")
 
 
 def _bias_fields(config: dict[str, Any], model_type: str, family: dict[str, Any]) -> dict[str, Any]:
