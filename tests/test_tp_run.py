@@ -206,3 +206,17 @@ def test_a_port_in_use_is_one_sentence(tmp_path):
     assert done.returncode == 2 and "address already in use" in done.stderr and "--master-port" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_plan_that_breaks_the_model_is_refused():
+    """NeoX's and Phi's plans give NaN logits here; any plan that moves logits beyond rounding is refused."""
+    from analyzers.errors import InputError
+    from profiler.tp.rank import check_sharded
+
+    reference = torch.tensor([[0.5, -2.0, 4.0]])
+    assert check_sharded(reference, reference + 1e-6, "float32", "llama") < 1e-5  # float32 rounding at 4.0
+    with pytest.raises(InputError, match="differ from the unsharded model's by nan"):
+        check_sharded(reference, torch.full_like(reference, float("nan")), "float32", "gpt_neox")
+    with pytest.raises(InputError, match="without --tp"):
+        check_sharded(reference, reference + 0.5, "float32", "phi")  # 0.5 > 1e-3 x the largest logit (4)
+    assert check_sharded(reference, reference + 0.1, "bfloat16", "llama") == pytest.approx(0.1, rel=1e-2)
