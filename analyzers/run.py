@@ -109,7 +109,7 @@ class Run:
             kwargs[f.name] = _checked(f.name, data[f.name], source)
         _check_samples(kwargs["ttft_ns"], source)
         for name in ("seq_len", "batch", "repeat", "cold_ttft_ns", "tp"):
-            if kwargs[name] < 1:
+            if kwargs.get(name, 1) < 1:  # tp is absent from runs written before tensor parallelism
                 raise RunFormatError(f"{source}: field '{name}' holds {kwargs[name]}, not a positive number; "
                                      "it was hand-edited, so profile again.")
         return cls(**kwargs, path=path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -70,21 +71,27 @@ def _failure(errors: Path, exc: BaseException) -> InputError:
 
 def launch(tp: int, argv: list[str], final: Path) -> None:
     """Run K ranks to completion; raise an InputError with the failing rank's sentence otherwise."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from profiler.signals import Terminated
 
     errors = Path(tempfile.mkdtemp(prefix="ttft-tp-errors-"))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=tp, run_id=f"ttft-{uuid.uuid4().hex[:12]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2)
-    levels = {name: logging.getLogger(name).level for name in ELASTIC_LOGGERS}
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(ELASTIC_LOGGERS)]
+    levels = {name: logging.getLogger(name).level for name in (*ELASTIC_LOGGERS, *names)}
     before = os.environ.get(ERRORS_ENV)
     os.environ[ERRORS_ENV] = str(errors)  # the ranks inherit the parent's environment
     try:
-        for name in ELASTIC_LOGGERS:  # its failure report is pages long; the rank's own sentence is enough
+        for name in levels:  # its failure report is pages long; the rank's own sentence is enough
             logging.getLogger(name).setLevel(logging.CRITICAL)
         elastic_launch(config, entrypoint=sys.executable)("-m", "profiler.cli.tp_rank", *_with_out(argv, final))
     except ChildFailedError as exc:
         raise _failure(errors, exc) from None
+    except SignalException as exc:  # Ctrl-C or SIGTERM: the agent has stopped every rank; unwind as the CLI does
+        raise (Terminated() if exc.sigval == signal.SIGTERM else KeyboardInterrupt()) from None
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
