@@ -6,7 +6,7 @@ one place means they cannot disagree, and a profile computes each once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -14,6 +14,7 @@ from analyzers.components import breakdown, layer_breakdown, ttft_stats
 from analyzers.cost.roofline import run_physical_floor, run_roofline, ttft_floor_ms
 from analyzers.errors import InputError
 from analyzers.layers import layer_extrapolation, layer_spread
+from analyzers.lint import lint
 from analyzers.noise import Noise, assess_noise
 from analyzers.run import Run
 from analyzers.unclaimed import unclaimed_notice
@@ -35,6 +36,7 @@ class RunTables:
     # analyzers.cost.roofline.run_physical_floor: the whole prefill's physical limit, beside the per-component floor
     physical_floor: dict | None = None
     unclaimed: str | None = None  # analyzers.unclaimed.unclaimed_notice: modules no rule knew, when they matter
+    findings: list = field(default_factory=list)  # analyzers.lint.lint: what to fix first, costliest first
 
     @property
     def floor_ms(self) -> float | None:
@@ -65,6 +67,7 @@ def compute_tables(run: Run) -> RunTables:
             extrapolation, spread = layer_extrapolation(run, table), layer_spread(run)
         except InputError:
             extrapolation = spread = None
-    return RunTables(run=run, stats=ttft_stats(run), breakdown=table, layers=layer_breakdown(run), roofline=roof,
-                     roofline_note=note, extrapolation=extrapolation, spread=spread, noise=assess_noise(run),
-                     physical_floor=physical, unclaimed=unclaimed_notice(run, table))
+    tables = RunTables(run=run, stats=ttft_stats(run), breakdown=table, layers=layer_breakdown(run), roofline=roof,
+                       roofline_note=note, extrapolation=extrapolation, spread=spread, noise=assess_noise(run),
+                       physical_floor=physical, unclaimed=unclaimed_notice(run, table))
+    return replace(tables, findings=lint(run, tables))

@@ -35,6 +35,7 @@ def run_json(tables: RunTables) -> dict:
         "contention": run.contention,
         "components": components,
         "estimate": None if tables.extrapolation is None else tables.extrapolation.to_dict("records"),
+        "findings": [f.to_dict() for f in tables.findings],  # analyzers.lint.lint, costliest first
         "notices": run.notices + [n for n in (tables.roofline_note, tables.unclaimed) if n],
         "run_dir": run.path,
     }
