@@ -46,8 +46,27 @@ def _interrupted(exc: KeyboardInterrupt) -> int:
     return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
+def _version() -> int:
+    """`--version`: ours and the versions a bug report needs, without importing torch."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from profiler.version import __version__
+
+    parts = [f"ttft-profile {__version__}", f"python {platform.python_version()}"]
+    for package in ("torch", "transformers"):
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} not installed")
+    print(", ".join(parts))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        return _version()
     try:
         with sigterm_raises():  # SIGTERM unwinds like Ctrl-C, through every cleanup
             run, rest = _command(argv)
