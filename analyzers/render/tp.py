@@ -89,3 +89,16 @@ def tp_json(tables: TPTables) -> dict:
         "merged_trace": None if tp_run.merged_trace is None else str(tp_run.merged_trace),
         "tp_dir": str(tp_run.path),
     }
+
+
+def show_tp(folder, as_json: bool) -> None:
+    """A TP folder on stdout, as `analyze` and `ttft-profile --tp` both show it: the table or its JSON."""
+    from analyzers.jsonout import dumps
+    from analyzers.render.console import console
+    from analyzers.tp import load_tp, tp_tables
+
+    tables = tp_tables(load_tp(folder))
+    if as_json:
+        print(dumps(tp_json(tables)))
+    else:
+        render_tp(tables, console())

@@ -102,21 +102,9 @@ def launch(tp: int, argv: list[str], final: Path) -> None:
         shutil.rmtree(errors, ignore_errors=True)
 
 
-def show(folder: Path, as_json: bool) -> None:
-    from analyzers.jsonout import dumps
-    from analyzers.render.console import console
-    from analyzers.render.tp import render_tp, tp_json
-    from analyzers.tp import load_tp, tp_tables
-
-    tables = tp_tables(load_tp(folder))
-    if as_json:
-        print(dumps(tp_json(tables)))
-    else:
-        render_tp(tables, console())
-
-
 def run_tp(settings, argv: list[str], final: Path, as_json: bool) -> int:
     """The parent (K ranks launched here) or, under the user's torchrun, this process's rank."""
+    from analyzers.render.tp import show_tp
     from profiler.tp.rank import leave_group, profile_rank
 
     if os.environ.get("WORLD_SIZE", "1") != "1":
@@ -129,10 +117,10 @@ def run_tp(settings, argv: list[str], final: Path, as_json: bool) -> int:
             folder = write_tp_folder(final, gathered)
         finally:
             leave_group()
-        show(folder, as_json)
+        show_tp(folder, as_json)
         return 0
     _precheck(settings)
     print(f"launching {settings.tp} tensor-parallel ranks with torch.distributed ...", file=sys.stderr)
     launch(settings.tp, argv, final)
-    show(final, as_json)
+    show_tp(final, as_json)
     return 0
