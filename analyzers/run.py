@@ -7,6 +7,7 @@ one sentence naming the file and the field, never a traceback further on.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -47,6 +48,7 @@ class Run:
     random_weights: bool = True
     layers_built: int = 0
     layers_total: int = 0
+    padding: dict = field(default_factory=dict)  # {"pad_tokens", "tokens"} of a padded batch (pad_fraction)
     tp: int = 1  # tensor-parallel ranks the model was split across; this run is one rank's (analyzers.cost.tp)
     logits_kept: str = "last"
     sampling: dict = field(default_factory=lambda: {"method": "greedy"})
@@ -77,7 +79,22 @@ class Run:
     # the device-clock recorder's own bookkeeping: range edges and events per prefill, the host gap under
     # which edges share an event, and per repeat the device wait moved from ranges to host_gap
     recorder_stats: dict = field(default_factory=dict)
+    # a chunked prefill (profiler.prefill): tokens per forward (None: one forward), tokens of each chunk,
+    # per measured repeat the ns of each chunk (summing to its TTFT: chunk 0 holds the copy in, the last
+    # chunk sampling and the copy out), and component_ns rows with a `chunk` key (host clock only)
+    chunk: int | None = None
+    chunk_tokens: list[int] = field(default_factory=list)
+    chunk_ns: list[list[int]] = field(default_factory=list)
+    chunk_component_ns: list[dict] = field(default_factory=list)
     path: str | None = None
+
+    # At the prompt and in Jupyter a run shows its summary and its table, through the renderers: loaded
+    # by name when shown, since the run layer may not depend on the render layer when it is imported.
+    def __repr__(self) -> str:
+        return importlib.import_module("analyzers.render.notebook").run_repr(self)
+
+    def _repr_html_(self) -> str:
+        return importlib.import_module("analyzers.render.notebook").run_html(self)
 
     def to_dict(self) -> dict:
         out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
@@ -120,12 +137,14 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "seq_len": (int,), "batch": (int,), "dtype": (str,), "device": (str,),
     "device_name": (str,), "attn": (str,), "warmup": (int,), "repeat": (int,), "ttft_ns": (list,),
     "cold_ttft_ns": (int,), "component_ns": (list,), "components_present": (list,), "model_source": (str,),
-    "model_origin": (str,), "random_weights": (bool,), "layers_built": (int,), "layers_total": (int,), "tp": (int,),
+    "model_origin": (str,), "random_weights": (bool,), "layers_built": (int,), "layers_total": (int,),
+    "tp": (int,), "padding": (dict,),
     "logits_kept": (str,), "sampling": (dict,), "timing": (str,), "config": (dict,), "versions": (dict,),
     "command": (list,), "created": (str,), "notices": (list,), "profiled_ttft_ns": (int, type(None)),
     "profiled_component_ns": (list,), "trace_file": (str, type(None)), "ceilings": (dict, type(None)),
     "telemetry": (dict, type(None)), "contention": (dict, type(None)), "precision": (dict,),
     "max_clocks_mhz": (dict,), "host_component_ns": (list,), "recorder_stats": (dict,),
+    "chunk": (int, type(None)), "chunk_tokens": (list,), "chunk_ns": (list,), "chunk_component_ns": (list,),
 }
 REQUIRED = frozenset(f.name for f in fields(Run) if f.default is MISSING and f.default_factory is MISSING)
 ROW_KEYS = ("repeat", "component", "layer", "detail", "ns", "calls")
@@ -138,11 +157,13 @@ def _checked(name: str, value: object, source: str) -> object:
         names = " or ".join("null" if t is type(None) else t.__name__ for t in wanted)
         raise RunFormatError(f"{source}: field '{name}' holds {json.dumps(value)[:40]}, not {names}; "
                              "it was hand-edited or written by another tool, so profile again.")
-    if name in ("component_ns", "profiled_component_ns"):
+    if name in ("component_ns", "profiled_component_ns", "chunk_component_ns"):
         for row in value:
             if not isinstance(row, dict) or any(k not in row for k in ROW_KEYS) or not _number(row["ns"]):
                 raise RunFormatError(f"{source}: field '{name}' holds a row that is not "
                                      "{repeat, component, layer, detail, ns, calls}; profile again.")
+    if name == "chunk_ns" and not all(isinstance(r, list) and all(_number(t) for t in r) for r in value):
+        raise RunFormatError(f"{source}: field 'chunk_ns' holds a row that is not a list of ns per chunk; profile again.")
     if name == "telemetry" and value is not None:
         return _telemetry(value, source)
     return value

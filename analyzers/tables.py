@@ -6,6 +6,7 @@ one place means they cannot disagree, and a profile computes each once.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
@@ -46,6 +47,12 @@ class RunTables:
     def partial(self) -> bool:
         """Only K of the model's L layers were built."""
         return self.extrapolation is not None
+
+    def __repr__(self) -> str:  # as Run's: the renderers, loaded by name when shown
+        return importlib.import_module("analyzers.render.notebook").tables_repr(self)
+
+    def _repr_html_(self) -> str:
+        return importlib.import_module("analyzers.render.notebook").tables_html(self)
 
 
 NO_CEILINGS = ("no roofline: no ceilings for this device; run `ttft-profile calibrate` once, or pass --gpu NAME")

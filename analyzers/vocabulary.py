@@ -37,6 +37,9 @@ PREFILL_RANGES: tuple[str, ...] = ("h2d", "sampling", "d2h")
 # waiting for the host, hence `host_gap`.
 HOST_REMAINDER, DEVICE_REMAINDER = "other", "host_gap"
 REMAINDERS = frozenset({HOST_REMAINDER, DEVICE_REMAINDER})
+# Rows a table leaves out, rather than print as `absent`, when the run has none: the other clock's
+# remainder, and communication outside a tensor-parallel run (an absent row there says nothing).
+QUIET_WHEN_ABSENT = REMAINDERS | {"communication"}
 
 # Timing clocks a run records (`Run.timing`).
 HOST_TIMING, DEVICE_TIMING = "host", "cuda-events"

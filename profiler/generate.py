@@ -53,6 +53,18 @@ class GenerateRun:
         return {"component": "decode", "ms_per_token": statistics.median(per) / 1e6 if per else None,
                 "tokens": statistics.median(self.new_tokens) if self.new_tokens else 0, "calls": len(per)}
 
+    def __repr__(self) -> str:
+        row = self.decode_row()
+        decode = f"{row['ms_per_token']:.3f} ms per output token" if row["ms_per_token"] else "no decode step"
+        return f"GenerateRun({repr(self.prefill)[4:-1]}; decode {decode})"
+
+    def _repr_html_(self) -> str:
+        from analyzers.render.notebook import run_html
+
+        row = self.decode_row()
+        decode = f"{row['ms_per_token']:.3f} ms" if row["ms_per_token"] else "none (one token)"
+        return run_html(self.prefill) + f"<p>decode per output token: {decode} over {row['calls']} call(s)</p>"
+
 
 class _TokenClock:
     """The streamer put in front of the user's: stamps the first new token and the last, forwards everything."""

@@ -24,7 +24,17 @@ from analyzers.vocabulary import PREFILL_RANGES
 from profiler.collectives import align_ranks, world
 from profiler.errors import first_line, is_oom
 from profiler.instrumentation import instrument
-from profiler.prefill import DeviceMarks, HostMarks, PrefillCall, accepts_logits_to_keep, model_device_dtype
+from profiler.prefill import (
+    DeviceMarks,
+    HostMarks,
+    PrefillCall,
+    accepts_logits_to_keep,
+    chunk_tokens,
+    make_chunked,
+    model_device_dtype,
+    pad_tokens,
+    unchunked_notice,
+)
 from profiler.sampling import Sampling
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -44,9 +54,21 @@ class Timing:
     vocab_size: int | None = None  # for a model whose config has none
     # {fnmatch pattern on a qualified module name: component}, tried before the built-in rules
     component_rules: tuple[tuple[str, str], ...] | dict | None = None
+    chunk: int | None = None  # chunked prefill: this many tokens per forward through the KV cache
+    # left padding: this share of each prompt's positions masked out, as a batch of unequal prompts
+    # padded to the longest has (the attention mask is passed; lint's padding-waste reads it)
+    pad_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "component_rules", check_rules(self.component_rules))
+        if not 0 <= self.pad_fraction < 1:
+            raise ParameterError("pad_fraction", self.pad_fraction, "is outside [0, 1)",
+                                 "pass the share of positions that are padding, e.g. 0.25")
+        if self.pad_fraction and self.chunk is not None:
+            raise ParameterError("pad_fraction", self.pad_fraction, "cannot be combined with chunk",
+                                 "profile padding and chunking separately")
+        if self.chunk is not None and self.chunk < 1:
+            raise ParameterError("chunk", self.chunk, "must be at least 1", "pass the tokens per chunk, e.g. 512")
         for name, low in (("seq_len", 1), ("batch", 1), ("repeat", 1), ("warmup", 0)):
             value = getattr(self, name)
             if value < low:
@@ -85,6 +107,8 @@ class Measured:
     notices: list[str] = field(default_factory=list)
     trace_meta: dict = field(default_factory=dict)
     contention: dict | None = None  # profiler.contention over the measured repeats
+    chunk_ns: list[list[int]] = field(default_factory=list)  # per measured repeat, ns per chunk (chunked prefill)
+    chunk_rows: list[dict] = field(default_factory=list)  # component_ns rows with a `chunk` key (host clock only)
 
 
 def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None, recorder=None,
@@ -92,7 +116,8 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
     """Profile the prefill of a causal LM already in memory and return a `Run`.
 
     `options` are the fields of `Timing` (batch, warmup, repeat, sampling, seed,
-    telemetry_interval_ms, vocab_size, component_rules). With `trace_dir`, one more prefill runs
+    telemetry_interval_ms, vocab_size, component_rules, chunk). With `chunk` C the prefill runs as
+    ceil(n/C) forwards through one KV cache; C >= n runs unchunked and says so. With `trace_dir`, one more prefill runs
     under torch.profiler after the timed ones and `trace.json.gz` is written
     there. Telemetry (NVML on a GPU, process CPU and memory on a CPU) is sampled
     from before the warmup to after the last prefill; `telemetry_interval_ms=None`
@@ -109,6 +134,7 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
     _check_arguments(model, seq_len, options)
     timing = Timing(seq_len=seq_len, **options)
     call = _prepare(model, timing, recorder or default_recorder(model_device_dtype(model)[0]))
+    unchunked = _unchunked_notice(timing)
     if trace_dir is not None:
         os.makedirs(trace_dir, exist_ok=True)  # fail now, not after every prefill has run
     sampler = start_sampler(call.device, timing.telemetry_interval_ms)
@@ -122,6 +148,8 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
                     progress("trace", timing.warmup + timing.repeat + 1, timing.warmup + timing.repeat + 1)
     finally:
         sampler.stop()
+    if unchunked is not None:  # printed before the prefills ran
+        measured.notices.append(unchunked)
     wanted = sampler.wants_spans and call.recorder.host_spans
     telemetry, rows = sampler.summary(measured.marks, measured.spans if wanted else None), sampler.samples()
     if measured.raw_trace is not None:
@@ -130,7 +158,7 @@ def profile_prefill(model, seq_len: int = 2048, *, trace_dir: str | None = None,
                 telemetry=telemetry, telemetry_samples=rows)
 
 
-_INT_OPTIONS = ("batch", "warmup", "repeat", "seed", "vocab_size")
+_INT_OPTIONS = ("batch", "warmup", "repeat", "seed", "vocab_size", "chunk")
 
 
 def _check_arguments(model, seq_len, options: dict) -> None:
@@ -146,7 +174,7 @@ def _check_arguments(model, seq_len, options: dict) -> None:
     if unknown:
         raise TypeError(f"profile_prefill() got unknown option {unknown[0]!r}; the options are the fields of Timing.")
     for name, value in (("seq_len", seq_len), *((n, options[n]) for n in _INT_OPTIONS if n in options)):
-        if value is None and name == "vocab_size":
+        if value is None and name in ("vocab_size", "chunk"):
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"profile_prefill() needs {name} to be an int, not {type(value).__name__} {value!r}.")
@@ -171,9 +199,27 @@ def _prepare(model, timing: Timing, recorder) -> PrefillCall:
     ids_host = torch.randint(0, vocab, (timing.batch, timing.seq_len), generator=generator)
     on_gpu = device.startswith("cuda")
     kwargs = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
-    return PrefillCall(model, ids_host, device, recorder, timing.sampling.make(device),
+    pad = pad_tokens(timing.pad_fraction, timing.seq_len)
+    if pad:
+        mask = torch.ones_like(ids_host)
+        mask[:, :pad] = 0  # left padding, as a batch of shorter prompts is padded for generation
+        kwargs["attention_mask"] = mask.to(device)
+    chunk = timing.chunk if timing.chunk is not None and timing.chunk < timing.seq_len else None
+    chunks = -(-timing.seq_len // chunk) if chunk else 1
+    call = PrefillCall(model, ids_host, device, recorder, timing.sampling.make(device),
                        functools.partial(torch.cuda.synchronize, device) if on_gpu else _no_sync, kwargs,
-                       DeviceMarks() if on_gpu else HostMarks())
+                       DeviceMarks(chunks) if on_gpu else HostMarks())
+    if chunk is not None:
+        make_chunked(call, chunk)
+    return call
+
+
+def _unchunked_notice(timing: Timing) -> str | None:
+    """A chunk no smaller than the prompt is one forward: said (now, on stderr), not refused."""
+    note = unchunked_notice(timing.chunk, timing.seq_len)
+    if note is not None:
+        print(note, file=sys.stderr)
+    return note
 
 
 def _no_sync() -> None:
@@ -203,10 +249,12 @@ def _timed_repeats(call: PrefillCall, timing: Timing, progress: Progress | None,
         rec.spans = [] if log_spans else None
         ns, keep, mark = _once(call)
         del keep
-        times = rec.take()
+        times, per_chunk = call.take_times()  # whole, and per chunk where split
         if out.cold_ns is None:
             out.cold_ns = ns
         if measured:
+            if call.chunk is not None:
+                _chunk_record(out, call, mark, per_chunk)
             out.rows.extend(range_rows(times, len(out.samples)))
             out.host_rows.extend(range_rows(rec.take_host(), len(out.samples)))
             out.recorder_stats.append(rec.stats())
@@ -219,6 +267,14 @@ def _timed_repeats(call: PrefillCall, timing: Timing, progress: Progress | None,
     out.contention = contention.contention(before, contention.read())
     rec.spans = None
     return out
+
+
+def _chunk_record(out: Measured, call: PrefillCall, mark: tuple, per_chunk: list[dict]) -> None:
+    """ns per chunk (`PrefillCall.chunk_ns`), and each chunk's component rows where the recorder was split."""
+    repeat = len(out.samples)
+    out.chunk_ns.append(call.chunk_ns(mark))
+    for index, times in enumerate(per_chunk):
+        out.chunk_rows.extend({**row, "chunk": index} for row in range_rows(times, repeat))
 
 
 def range_rows(times: dict, repeat: int) -> list[dict]:
@@ -246,7 +302,9 @@ def _traced_repeat(call: PrefillCall, trace_dir: str, out: Measured) -> None:
         raise
     wall_minus_perf = time.time_ns() - time.perf_counter_ns()
     del keep
-    out.traced = {"profiled_ttft_ns": ns, "profiled_component_ns": range_rows(call.recorder.take(), 0),
+    chunked = getattr(call, "chunk", None) is not None  # a chunked call's times may be split at chunk ends
+    times = call.take_times()[0] if chunked else call.recorder.take()
+    out.traced = {"profiled_ttft_ns": ns, "profiled_component_ns": range_rows(times, 0),
                   "trace_file": "trace.json.gz"}
     # The phase edges of the traced prefill on the trace's clock (wall ns); on a GPU they are CUDA
     # events, so a phase track drawn from them sits where the device ran, not where the host launched.
@@ -298,12 +356,16 @@ def _run(model, call: PrefillCall, timing: Timing, measured: Measured, present: 
         ttft_ns=measured.samples, cold_ttft_ns=int(measured.cold_ns), component_ns=measured.rows,
         components_present=present, model_source=origin.source, model_origin=origin.origin,
         random_weights=origin.random_weights, layers_built=built, layers_total=origin.layers_total or built,
-        tp=(world() or (0, 1))[1], logits_kept="last" if call.forward_kwargs else "all", sampling=timing.sampling.describe(),
+        tp=(world() or (0, 1))[1], logits_kept="last" if "logits_to_keep" in call.forward_kwargs else "all",
+        padding={"pad_tokens": pad_tokens(timing.pad_fraction, timing.seq_len) * timing.batch, "tokens": timing.batch * timing.seq_len}
+        if timing.pad_fraction else {}, sampling=timing.sampling.describe(),
         timing=call.recorder.timing,
         config=origin.config if origin.config is not None else (config.to_dict() if hasattr(config, "to_dict") else {}),
         versions=_versions(), command=list(origin.command) or list(sys.argv),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         notices=list(origin.notices), ceilings=origin.ceilings, contention=measured.contention,
+        chunk=call.chunk, chunk_ns=measured.chunk_ns, chunk_component_ns=measured.chunk_rows,
+        chunk_tokens=chunk_tokens(timing.seq_len, call.chunk),
         **measured.traced, **_device_fields(call, measured), **telemetry)
     run.notices.extend(n for n in _device_notices(run, call, measured) if n not in run.notices)
     return run

@@ -107,11 +107,11 @@ class Session:
                    notices + _notices(source, built, total) + [n for n in (fallback, ceilings_note) if n])
 
     def announce(self) -> None:
-        """Notices go to stderr, so `--json` keeps stdout to JSON alone."""
-        import sys
+        """Notices go to stderr, so `--json` keeps stdout to JSON alone (notes not at all with --quiet)."""
+        from profiler.quiet import say
 
         for line in self.notices:
-            print(line, file=sys.stderr)
+            say(line)
 
     @property
     def build_message(self) -> str:
@@ -136,8 +136,9 @@ class Session:
                 raise
             raise self.out_of_memory("building the model") from None
 
-    def profile(self, seq_len: int, folder, progress=None):
-        """One length: timed repeats, and the traced prefill into `folder` unless switched off."""
+    def profile(self, seq_len: int, folder, progress=None, chunk: int | None = None):
+        """One length: timed repeats, and the traced prefill into `folder` unless switched off. `chunk` overrides
+        the settings' chunk size (a chunk sweep; 0: unchunked)."""
         from profiler.measure import ModelOrigin, profile_prefill
         from profiler.recorders import nvtx_only_recorder
         from profiler.sampling import Sampling
@@ -153,6 +154,7 @@ class Session:
                 sampling=Sampling(temperature=s.temperature, top_p=s.top_p, seed=s.seed), seed=s.seed,
                 progress=progress, trace_dir=str(folder) if s.keeps_trace else None,
                 recorder=nvtx_only_recorder(self.device) if s.nvtx_only else None,
-                telemetry_interval_ms=s.telemetry_interval_ms, origin=origin, component_rules=s.component_rules)
+                telemetry_interval_ms=s.telemetry_interval_ms, origin=origin, component_rules=s.component_rules,
+                chunk=(chunk or None) if chunk is not None else s.chunk)
         except MemoryError as exc:
             raise self.out_of_memory(f"({exc})") from None

@@ -64,6 +64,8 @@ class Settings:
     """(fnmatch pattern on a qualified module name, component) pairs, tried before the built-in rules."""
     tp: int = 1
     """Tensor-parallel ranks (profiler.tp): the model's projections split across this many processes."""
+    chunks: tuple[int, ...] = ()
+    """Chunked prefill: tokens per forward through the KV cache; one for a profile, several for a chunk sweep."""
     command: tuple[str, ...] = field(default=(), compare=False)
     """The command line that asked for this, recorded in run.json."""
 
@@ -81,6 +83,8 @@ class Settings:
             raise ParameterError("seq_lens", [], "is empty", "give at least one prompt length")
         for n in self.seq_lens:
             _at_least("seq_len", n, 1, "pass the prompt length in tokens", MAX_TOKENS)
+        for c in self.chunks:
+            _at_least("chunk", c, 1, "pass the tokens per chunk, e.g. 512 or 2k", MAX_TOKENS)
         _finite("temperature", self.temperature, "use 0 for greedy or a positive value")
         if self.temperature < 0:
             raise ParameterError("temperature", self.temperature, "is negative", "use 0 for greedy or a positive value")
@@ -103,6 +107,11 @@ class Settings:
     def seq_len(self) -> int:
         """The single length of a profile (the first of a sweep's)."""
         return self.seq_lens[0]
+
+    @property
+    def chunk(self) -> int | None:
+        """The chunk size of a profile (None: unchunked)."""
+        return self.chunks[0] if self.chunks else None
 
     @property
     def keeps_trace(self) -> bool:

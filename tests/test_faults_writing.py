@@ -95,7 +95,7 @@ def test_a_full_disk_while_writing_a_report_keeps_the_run_and_leaves_no_half_rep
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run / "figures" / ".fig.tmp.png"))
 
-        for drawing in ("waterfall", "roofline_chart", "heatmap", "scaling_chart", "stacked_bars"):
+        for drawing in ("waterfall", "roofline_chart", "heatmap", "scaling_chart", "stacked_bars", "telemetry_chart"):
             monkeypatch.setattr(figures, drawing, full)
     else:
         disk_full_at(name)

@@ -21,3 +21,39 @@ def test_python_dash_m_profiler_is_the_command():
     done = subprocess.run([sys.executable, "-m", "profiler", "--version"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith(f"ttft-profile {__version__}")
+
+
+def test_a_run_shows_a_summary_and_a_table_in_a_notebook(tiny_model):
+    """repr: one line with the TTFT p50; _repr_html_: the headline, the formatted breakdown, the findings."""
+    from analyzers.components import ttft_stats
+    from analyzers.tables import compute_tables
+    from profiler.measure import profile_prefill
+
+    run = profile_prefill(tiny_model("tiny-llama"), 32, warmup=0, repeat=3, telemetry_interval_ms=None)
+    text = repr(run)
+    p50 = ttft_stats(run)["p50_ms"]
+    assert text.startswith("Run(")
+    assert "n=32" in text and "repeats" in text and "\n" not in text and len(text) < 200
+    page = run._repr_html_()
+    assert "<table>" in page and "mlp" in page and "Findings" in page and "e-0" not in page
+    tables = compute_tables(run)
+    assert repr(tables).startswith("RunTables(") and tables._repr_html_() == page
+    from analyzers.render.fmt import ms
+
+    assert f"TTFT p50 {ms(p50)} ms over 3 repeats" in text  # the p50 printed is the run's own
+
+
+def test_quiet_keeps_the_result_and_drops_the_notes(tmp_path):
+    import os
+
+    from profiler.quiet import QUIET_ENV
+
+    args = ["--model", "tiny-llama", "--len", "32", "--repeat", "1", "--warmup", "0", "--no-trace"]
+    loud = cli(*args, "--out", str(tmp_path / "a"))
+    quiet = cli("--quiet", *args, "--out", str(tmp_path / "b"))
+    assert loud.returncode == quiet.returncode == 0
+    assert "note: tiny-llama: no weights found" in loud.stderr
+    assert "note:" not in quiet.stderr and "TTFT (p50)" in quiet.stdout  # the table itself stays
+    assert QUIET_ENV not in os.environ  # set for one command only
+    bad = cli("-q", "--model", "tiny-llama", "--len", "0")
+    assert bad.returncode == 2 and "error" in bad.stderr  # errors are never quiet

@@ -103,7 +103,7 @@ def test_a_signal_during_the_commit_rename_after_it_is_done_keeps_the_folder(tmp
 
 def test_a_signal_while_printing_the_table_says_the_folder_is_complete(tmp_path, monkeypatch):
     monkeypatch.setattr("analyzers.render.terminal.render_run",
-                        lambda *a: _signal_self(signal.SIGINT))
+                        lambda *a, **k: _signal_self(signal.SIGINT))
     out = tmp_path / "r"
     result = cli(*RUN, "--out", str(out))
     assert result.returncode == 130

@@ -60,6 +60,10 @@ def test_report_of_a_sweep_is_self_contained_and_matches_the_tables(sweep_dir, t
             assert row[component] == pytest.approx(ms, rel=1e-4)
     scaling = pd.read_csv(out / "figures" / "scaling.csv")
     assert len(scaling) == len(table[table["component"] != "ttft"])
+    # the page is a document: the headline first, then the lengths, the fits with their R², the longest run
+    assert page.index("<h1 id='headline'>At 256 tokens") < page.index("TTFT at each length") \
+        < page.index("Scaling and fits") < page.index("R²") < page.index("The longest run: n256")
+    assert "href='figures/scaling.csv'" in page and "href='figures/n256-components.csv'" in page
 
 
 def test_report_of_a_run_waterfall_matches_breakdown(qwen3_run, tmp_path):
@@ -76,6 +80,16 @@ def test_report_of_a_run_waterfall_matches_breakdown(qwen3_run, tmp_path):
     heat = pd.read_csv(out / "figures" / "layers.csv", index_col=0)
     layers = pd.read_csv(out / "breakdown_layers.csv").dropna(subset=["layer"])
     assert heat.loc["mlp"].sum() == pytest.approx(layers[layers["component"] == "mlp"]["ms"].sum(), rel=1e-4)
+    # telemetry over time: the samples drawn are nvml.csv's, the shaded phases the traced prefill's, in order
+    drawn = pd.read_csv(out / "figures" / "telemetry.csv")
+    samples = pd.read_csv(out / "nvml.csv")
+    assert len(drawn) == len(samples[samples["metric"].isin(["cpu_util_pct", "rss_bytes"])])
+    phases = pd.read_csv(out / "figures" / "telemetry_phases.csv")
+    assert list(phases["phase"]) == ["h2d", "forward", "sampling", "d2h"]
+    assert (phases["start_ms"].diff().dropna() >= 0).all() and phases["start_ms"].min() >= 0
+    page = (out / "report.html").read_text()
+    assert page.index("Breakdown") < page.index("Findings") < page.index("Waterfall") < page.index("Telemetry")
+    assert "present" not in page.split("Findings")[0] and "random weights" in page
 
 
 def test_report_refuses_what_is_not_a_run(tmp_path):

@@ -159,27 +159,72 @@ def kv_cache_bytes(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: i
 
 
 def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: int = 2, attn: str = "sdpa",
-                    logits: Logits = "last", layers: int | None = None,
-                    logits_bytes: int | None = None) -> pd.DataFrame:
+                    logits: Logits = "last", layers: int | None = None, **sizes: int | None) -> pd.DataFrame:
     """One row per component: `component, flops, flops_executed, bytes, calls` for one prefill.
 
-    `layers` gives the cost of the first K layers (a run built with `--layers K`). `logits_bytes` is the
-    logits' element size (default `dtype_bytes`, as lm_head returns them; 4 for float32 logits).
-    `calls` is the number of ranges the profiler records per forward, sampling included.
+    `layers` gives the cost of the first K layers (a run built with `--layers K`). `sizes` are
+    `logits_bytes`, the logits' element size (default `dtype_bytes`, as lm_head returns them; 4 for
+    float32 logits), and `chunk`, the tokens per forward of a chunked prefill (default None: one forward).
+    `calls` is the number of ranges the profiler records per prefill, sampling included.
+    With `chunk` C (a chunked prefill: ceil(n/C) forwards through the KV cache) every forward is costed
+    on its own and summed: useful FLOPs are unchanged, but each forward reads the weights again, each
+    chunk's attention reads the K and V cached before it, and each forward runs lm_head on its last
+    position (`chunk_spans`, `chunk_attention`).
     """
+    unknown = sorted(set(sizes) - {"logits_bytes", "chunk"})
+    if unknown:
+        raise TypeError(f"component_costs() got unknown option {unknown[0]!r}; the options are logits_bytes and chunk.")
+    chunk, logits_bytes = sizes.get("chunk"), sizes.get("logits_bytes")
     count = _checked_layers(spec, seq_len, batch, dtype_bytes, logits, layers)
-    e, lb = dtype_bytes, logits_bytes or dtype_bytes
-    n, b, tokens = seq_len, batch, batch * seq_len
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise InputError(f"chunk {chunk!r} is not a positive number of tokens; pass the tokens per chunk, or None.")
+    spans = chunk_spans(seq_len, chunk)
+    costs = {c: Cost() for c in COST_COMPONENTS}
+    for offset, size in spans:
+        _add_forward(costs, spec, count, batch, offset, size, dtype_bytes, attn)
+    costs["lm_head"], costs["sampling"] = _head(spec, seq_len, batch, dtype_bytes, logits_bytes or dtype_bytes,
+                                                logits, len(spans))
+    rows = [(c, cost.flops, cost.executed, cost.bytes, cost.calls) for c, cost in costs.items()]
+    # Exact integers where they fit; beyond 2**63 (eager attention at millions of tokens) floats.
+    exact = max(max(r[1], r[2], r[3]) for r in rows) < 2**63
+    kind = "int64" if exact else "float64"
+    return pd.DataFrame(rows, columns=list(COLUMNS)).astype(
+        {"flops": kind, "flops_executed": kind, "bytes": kind, "calls": "int64"})
+
+
+def chunk_spans(seq_len: int, chunk: int | None) -> list[tuple[int, int]]:
+    """(offset, tokens) of each forward of a prefill: one span unchunked, else C tokens each, the rest last."""
+    if chunk is None or chunk >= seq_len:
+        return [(0, seq_len)]
+    return [(start, min(chunk, seq_len - start)) for start in range(0, seq_len, chunk)]
+
+
+def chunk_attention(offset: int, size: int, window: int | None, attn: str) -> tuple[int, int, int]:
+    """(useful pairs, executed pairs, keys read) of one chunk's attention: `size` queries at positions
+    offset.. that attend to the `offset` cached positions (the last `window` of them) and to each other.
+
+    Useful pairs sum over the chunks to the unchunked `attention_pairs`. With a cache, eager and sdpa
+    get an explicit [size, keys] mask and score every block of it; the first chunk (no cache) is the
+    unchunked case (`executed_pairs`); flash and flex kernels skip masked blocks, so run the useful pairs.
+    """
+    cached = offset if window is None else min(offset, window)
+    useful = attention_pairs(offset + size, window) - attention_pairs(offset, window)
+    if offset == 0:
+        return useful, executed_pairs(size, window, attn), size
+    kind = attn.split("|")[-1]
+    executed = size * (cached + size) if kind in ("eager", "sdpa") else useful
+    return useful, executed, cached + size
+
+
+def _add_forward(costs: dict, spec: ModelSpec, count: int, b: int, offset: int, n: int, e: int, attn: str) -> None:
+    """Add one forward of n tokens at position `offset` (after `offset` cached ones) to `costs`, lm_head aside."""
+    tokens = b * n
     d, h, heads, kv = spec.hidden, spec.head_dim, spec.heads, spec.kv_heads
     qk_width = (heads + kv) * h  # the q and k features q/k norms touch, per token
     rot = _rotary_dim(spec)  # of each head's h features, those RoPE rotates (0: no RoPE)
-    costs = {c: Cost() for c in COST_COMPONENTS}
-
-    costs["embedding"], costs["rope"], costs["norm"] = _outside_layers(spec, tokens, e)
-
-    mask_builds = len(set(spec.layer_types[:count]))  # one mask per attention type in use
-    costs["attention"] = _work(0, 0, mask_builds)
-
+    for name, cost in zip(("embedding", "rope", "norm"), _outside_layers(spec, tokens, e), strict=True):
+        costs[name] += cost
+    costs["attention"] += _work(0, 0, len(set(spec.layer_types[:count])))  # one mask per attention type in use
     qkv_out = (heads + 2 * kv) * h
     for layer in range(count):
         # q, k, v: [b, n, d] -> [b, n, (H + 2K)·h]. The k and v written here are the KV cache
@@ -193,13 +238,13 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
         # apply_rotary_pos_emb: reads q, k, cos, sin; writes q, k.
         costs["rope"] += _work(ROPE_FLOPS_PER_ELEMENT * tokens * (heads + kv) * rot,
                                e * (2 * tokens * (heads + kv) * rot + 2 * tokens * rot), 1 if rot else 0)
-        window = spec.window(layer)
-        # QK^T and PV: 2·h FLOPs each per (query head, pair). GQA shares K/V between
-        # heads, so it cuts bytes, not FLOPs.
+        # QK^T and PV: 2·h FLOPs each per (query head, pair). GQA shares K/V between heads, so it cuts
+        # bytes, not FLOPs. Q in and O out for the chunk's tokens; K and V of every key it reads
+        # (unchunked: its own tokens; a later chunk re-reads the cached ones too).
+        useful, executed, keys = chunk_attention(offset, n, spec.window(layer), attn)
         per_pair = 4 * b * h * heads
-        costs["attention"] += _work(per_pair * attention_pairs(n, window),
-                                    e * tokens * h * (2 * heads + 2 * kv),  # Q, K, V in, O out
-                                    1, executed=per_pair * executed_pairs(n, window, attn))
+        costs["attention"] += _work(per_pair * useful, e * b * h * (2 * heads * n + 2 * kv * keys), 1,
+                                    executed=per_pair * executed)
         costs["o_proj"] += _work(2 * tokens * heads * h * d,
                                  e * (heads * h * d + d * spec.o_bias + tokens * (heads * h + d)), 1)
         costs["mlp"] += _mlp(spec, layer, tokens, e)
@@ -208,14 +253,6 @@ def component_costs(spec: ModelSpec, seq_len: int, batch: int = 1, dtype_bytes: 
         # Two residual adds: each reads two [b, n, d] tensors and writes one. A parallel block
         # (x + attn + mlp) adds three tensors, which is two adds too.
         costs["residual"] += _work(2 * tokens * d, e * 2 * 3 * tokens * d, 1)
-
-    costs["lm_head"], costs["sampling"] = _head(spec, n, b, e, lb, logits)
-    rows = [(c, cost.flops, cost.executed, cost.bytes, cost.calls) for c, cost in costs.items()]
-    # Exact integers where they fit; beyond 2**63 (eager attention at millions of tokens) floats.
-    exact = max(max(r[1], r[2], r[3]) for r in rows) < 2**63
-    kind = "int64" if exact else "float64"
-    return pd.DataFrame(rows, columns=list(COLUMNS)).astype(
-        {"flops": kind, "flops_executed": kind, "bytes": kind, "calls": "int64"})
 
 
 def _outside_layers(spec: ModelSpec, tokens: int, e: int) -> tuple[Cost, Cost, Cost]:
@@ -243,13 +280,15 @@ def _checked_layers(spec: ModelSpec, seq_len: int, batch: int, dtype_bytes: int,
     return count
 
 
-def _head(spec: ModelSpec, n: int, b: int, e: int, lb: int, logits: str) -> tuple[Cost, Cost]:
+def _head(spec: ModelSpec, n: int, b: int, e: int, lb: int, logits: str, forwards: int = 1) -> tuple[Cost, Cost]:
     """lm_head (only the last position's logits are needed for the first token) and greedy argmax
-    (one compare per logit of the last position)."""
+    (one compare per logit of the last position). A chunked prefill's every forward runs lm_head on its
+    last position (`logits="all"`: on all its positions, n in all): its weights are read once a forward."""
     d = spec.hidden
-    kept = 1 if logits == "last" else n
-    lm_head = _work(2 * b * d * spec.vocab, e * (spec.vocab * (d + spec.lm_head_bias) + b * d) + lb * b * spec.vocab, 1,
-                    executed=2 * b * kept * d * spec.vocab)
+    kept = forwards if logits == "last" else n
+    lm_head = _work(2 * b * d * spec.vocab,
+                    forwards * e * (spec.vocab * (d + spec.lm_head_bias) + b * d) + forwards * lb * b * spec.vocab,
+                    forwards, executed=2 * b * kept * d * spec.vocab)
     return lm_head, _work(b * spec.vocab, lb * b * spec.vocab + TOKEN_ID_BYTES * b, 1)
 
 

@@ -37,7 +37,7 @@ class Prediction:
 
 def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: int = 1, attn: str = "sdpa",
             efficiencies: Mapping[str, float] | float | None = None,
-            tp: int | TensorParallel = 1) -> tuple[pd.DataFrame, dict]:
+            tp: int | TensorParallel = 1, **execution: int | None) -> tuple[pd.DataFrame, dict]:
     """(per-component table, totals). With efficiencies, `estimate_ms` = floor / efficiency per component.
 
     Two floors: `floor_ms` sums the per-component floors (each component's own traffic, the model
@@ -49,14 +49,19 @@ def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: i
     is. The table gains a `communication` row (the collectives, bytes on the wire), and the
     physical limit becomes the largest of compute, memory and the wire, which may all overlap.
     K = 1 is the single-GPU prediction, figure for figure.
+
+    `chunk=C` (in `execution`) prices a chunked prefill (`analyzers.cost.flops.component_costs`): the
+    same useful FLOPs, more bytes (weights read once a forward, each chunk's attention re-reading the
+    cached K and V). The physical limit stays the unchunked prefill's, which no engine can beat.
     """
-    from analyzers.cost.flops import minimum_bytes
+    from analyzers.cost.flops import chunk_spans, minimum_bytes
     from analyzers.cost.model_spec import ModelSpec
 
     spec = ModelSpec.from_config(config)
     parallel = tensor_parallel(spec, tp, ceilings.details.get("key"))
     ranks, e = (parallel.ranks if parallel else 1), dtype_bytes(dtype)
-    costs = rank_costs(spec, seq_len, ranks, batch=batch, dtype_bytes=e, attn=attn)
+    chunk = _chunk_of(execution, seq_len)
+    costs = _rank_costs(spec, seq_len, ranks, batch, e, attn, chunk)
     table = roofline(costs, ceilings, dtype).drop(columns=["measured_ms", "efficiency", "headroom_ms"])
     wire = communication(spec, seq_len, parallel, batch, e) if parallel else None
     compute_memory = (float(table["flops"].sum()), float(table["bytes"].sum()))
@@ -73,11 +78,40 @@ def predict(config: dict, seq_len: int, ceilings: Ceilings, dtype: str, batch: i
               "physical_compute_ms": limit["compute_ms"], "physical_memory_ms": limit["memory_ms"],
               "physical_bytes_weights": float(moved.weights), "physical_bytes_kv_cache": float(moved.kv_cache),
               "physical_bytes_tokens": float(moved.tokens)}
+    if chunk is not None:
+        totals.update({"chunk": chunk, "chunks": len(chunk_spans(seq_len, chunk))})
     if wire is not None:
         totals.update(_parallel_totals(parallel, wire, floor, limit))
     if efficiencies is not None:
         _estimate(table, totals, efficiencies)
     return table, totals
+
+
+def _chunk_of(execution: dict, seq_len: int) -> int | None:
+    """The chunk size a prediction prices; None unchunked (a chunk not below the prompt is one forward)."""
+    unknown = sorted(set(execution) - {"chunk"})
+    if unknown:
+        raise TypeError(f"predict() got unknown option {unknown[0]!r}; the only one is chunk.")
+    chunk = execution.get("chunk")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise InputError(f"chunk {chunk!r} is not a positive number of tokens; pass the tokens per chunk, or None.")
+    return chunk if chunk is not None and chunk < seq_len else None
+
+
+def _rank_costs(spec, seq_len: int, ranks: int, batch: int, e: int, attn: str, chunk: int | None) -> pd.DataFrame:
+    """`rank_costs`, chunked where asked: one rank's shard, sampling the whole model's (it runs on the
+    gathered logits, once, whatever the chunks)."""
+    from analyzers.cost.flops import component_costs
+
+    if chunk is None:
+        return rank_costs(spec, seq_len, ranks, batch=batch, dtype_bytes=e, attn=attn)
+    costs = component_costs(rank_spec(spec, ranks), seq_len, batch=batch, dtype_bytes=e, attn=attn, chunk=chunk)
+    if ranks > 1:
+        whole = component_costs(spec, seq_len, batch=batch, dtype_bytes=e, attn=attn)
+        mine, theirs = costs["component"] == "sampling", whole["component"] == "sampling"
+        for column in ("flops", "flops_executed", "bytes", "calls"):
+            costs.loc[mine, column] = whole.loc[theirs, column].to_numpy()
+    return costs
 
 
 def tensor_parallel(spec, tp: int | TensorParallel, gpu_key: str | None,

@@ -67,7 +67,7 @@ def run_costs(run) -> pd.DataFrame:
 
         spec = rank_spec(spec, run.tp)
     return component_costs(spec, run.seq_len, batch=run.batch, dtype_bytes=dtype_bytes(run.dtype),
-                           attn=run.attn, logits=run.logits_kept, layers=run.layers_built or None)
+                           attn=run.attn, logits=run.logits_kept, layers=run.layers_built or None, chunk=run.chunk)
 
 
 def measured_clock(run) -> tuple[float | None, list[str]]:

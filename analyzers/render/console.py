@@ -1,8 +1,11 @@
-"""The console tables are printed on: a terminal's own width, or a wide one in a pipe.
+"""The console tables are printed on: a terminal's own width (or `COLUMNS`), or a wide one in a pipe.
 
 rich assumes 80 columns when stdout is not a terminal, and squeezes the
 numbers of wide tables (the roofline columns, kernel names) into ellipses;
-a pipe or a CI log has no width limit, so it gets room for every column.
+a pipe or a CI log has no width limit, so it gets PIPE_WIDTH. `COLUMNS` wins
+over both (rich reads it), so `COLUMNS=80 ttft-profile ... | less` shows what
+an 80-column terminal would. The run table picks its column set from this
+width (analyzers.render.terminal); the other tables are laid out within it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The machine-readable result of `--json` for a run: stable keys, ms units."""
 from __future__ import annotations
 
+from analyzers.render.chunks import chunks_json
 from analyzers.render.fmt import finite
 from analyzers.tables import RunTables
 
@@ -34,6 +35,7 @@ def run_json(tables: RunTables) -> dict:
         "noise": None if tables.noise is None else tables.noise.to_dict(),
         "contention": run.contention,
         "components": components,
+        "chunks": chunks_json(run),  # a chunked prefill's ms per chunk (analyzers.render.chunks); null unchunked
         "estimate": None if tables.extrapolation is None else tables.extrapolation.to_dict("records"),
         "findings": [f.to_dict() for f in tables.findings],  # analyzers.lint.lint, costliest first
         "notices": run.notices + [n for n in (tables.roofline_note, tables.unclaimed) if n],

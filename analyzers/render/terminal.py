@@ -1,16 +1,33 @@
-"""A run on the terminal: the breakdown table and the lines beneath it.
+"""A run on the terminal: the headline, the breakdown table and the lines beneath it.
 
 Every number comes from `RunTables` (analyzers.tables); nothing here
 computes what the analysis knows, it only lays it out.
+
+The table has three column sets, so that no number is ever squeezed into an ellipsis:
+NARROW (component, ms, share, floor ms, eff) fits 80 columns; MEDIUM adds ms/layer, min–max ms,
+the layer estimate (`--layers`), bound and headroom ms and fits 120; WIDE (`--wide`) is every
+column (calls, GFLOP, MB, FLOP/B too). The default is chosen by width, not by a flag: MEDIUM where its
+natural width fits the console (a terminal's own width, `COLUMNS`, or 200 columns in a pipe:
+analyzers.render.console), else NARROW. `--wide` prints everything at its natural width even on
+a narrower terminal, which then wraps the lines rather than cut a number. `--json` holds every
+number whatever the width.
 """
 from __future__ import annotations
 
 from analyzers.noise import outlier_lines
+from analyzers.render.chunks import render_chunks
 from analyzers.render.fmt import finite, ms, num
+from analyzers.render.headline import headline_sentence
 from analyzers.tables import RunTables
-from analyzers.vocabulary import PHASES, REMAINDERS
+from analyzers.vocabulary import PHASES, QUIET_WHEN_ABSENT, REMAINDERS
 
 ROOFLINE_CELLS = ("GFLOP", "MB", "FLOP/B", "bound", "floor ms", "eff", "headroom ms")
+EST = "est."  # the layer estimate's column, titled "est. L layers"
+NARROW = ("component", "ms", "share", "floor ms", "eff")
+MEDIUM = ("component", "ms", "share", "ms/layer", "min–max ms", EST, "bound", "floor ms", "eff", "headroom ms")
+WIDE = ("component", "ms", "share", "calls", "ms/layer", "min–max ms", EST, *ROOFLINE_CELLS)
+TOP_FINDINGS = 3
+UNLIMITED = 10_000  # columns: a measure no table reaches
 
 # How each telemetry metric reads in a sentence: (label, scale, unit, digits)
 METRIC_FORMAT = {
@@ -52,43 +69,85 @@ def roofline_cells(roof) -> dict[str, dict[str, str]]:
     return cells
 
 
-def _grid(tables: RunTables):
-    """The empty table with its columns and footers."""
+def _cells(tables: RunTables) -> list[tuple[dict[str, str], str | None]]:
+    """Every cell of every row, by column name; a column set picks from them (absent rows print dim)."""
+    estimate = None if tables.extrapolation is None else tables.extrapolation.set_index("component")
+    extra = roofline_cells(tables.roofline) if tables.roofline is not None else {}
+    outliers = set() if tables.noise is None else set(tables.noise.outliers["component"])
+    rows = []
+    for row in tables.breakdown.itertuples():
+        if not row.present:
+            if row.component not in QUIET_WHEN_ABSENT:
+                rows.append(({"component": row.component, "ms": "absent"}, "dim"))
+            continue
+        mark = " !" if row.component in outliers else ""  # an outlier of the median repeat: named under the table
+        cells = {"component": row.component, "ms": ms(row.ms) + mark, "share": f"{100 * row.share:.1f}%",
+                 "calls": str(row.calls) if row.calls else "",
+                 "ms/layer": ms(row.ms_per_layer) if finite(row.ms_per_layer) else "",
+                 "min–max ms": f"{ms(row.ms_min)}–{ms(row.ms_max)}"}
+        if estimate is not None and row.component in estimate.index:
+            cells[EST] = ms(estimate.loc[row.component, "estimate_ms"])
+        cells.update(extra.get(row.component, {}))
+        rows.append((cells, None))
+    return rows
+
+
+def _footers(tables: RunTables) -> dict[str, str]:
+    footers = {"component": "TTFT (p50)", "ms": ms(tables.stats["p50_ms"]), "share": "100.0%"}
+    if tables.extrapolation is not None:
+        footers[EST] = ms(tables.extrapolation.set_index("component").loc["ttft", "estimate_ms"])
+    if tables.roofline is not None:
+        footers["floor ms"] = ms(tables.floor_ms)
+    return footers
+
+
+def _grid(tables: RunTables, names: tuple[str, ...]):
+    """The table of these columns, less those the run has no numbers for (no roofline, no estimate).
+
+    no_wrap everywhere: a column set is only printed where its natural width fits, so rich never
+    has to squeeze a cell, and a number is never folded or cut.
+    """
     from rich.table import Table
 
+    names = tuple(n for n in names if (n != EST or tables.extrapolation is not None)
+                  and (n not in ROOFLINE_CELLS or tables.roofline is not None))
+    footers = _footers(tables)
     grid = Table(show_footer=True, pad_edge=False)
-    grid.add_column("component", footer="TTFT (p50)")
-    grid.add_column("ms", justify="right", footer=ms(tables.stats["p50_ms"]))
-    grid.add_column("share", justify="right", footer="100.0%")
-    for name in ("calls", "ms/layer", "min–max ms"):
-        grid.add_column(name, justify="right")
-    if tables.extrapolation is not None:
-        grid.add_column(f"est. {tables.run.layers_total} layers", justify="right",
-                        footer=ms(tables.extrapolation.set_index("component").loc["ttft", "estimate_ms"]))
-    if tables.roofline is not None:
-        for name in ROOFLINE_CELLS:
-            grid.add_column(name, justify="left" if name == "bound" else "right",
-                            footer=ms(tables.floor_ms) if name == "floor ms" else "")
+    for name in names:
+        title = f"est. {tables.run.layers_total} layers" if name == EST else name
+        grid.add_column(title, justify="left" if name in ("component", "bound") else "right",
+                        footer=footers.get(name, ""), no_wrap=True)
+    for cells, style in _cells(tables):
+        grid.add_row(*[cells.get(name, "") for name in names], style=style)
     return grid
 
 
-def _rows(tables: RunTables, grid) -> None:
-    estimate = None if tables.extrapolation is None else tables.extrapolation.set_index("component")
-    extra = roofline_cells(tables.roofline) if tables.roofline is not None else {}
-    extra_names = ROOFLINE_CELLS if extra else ()
-    outliers = set() if tables.noise is None else set(tables.noise.outliers["component"])
-    for row in tables.breakdown.itertuples():
-        est = [] if estimate is None else [ms(estimate.loc[row.component, "estimate_ms"])
-                                           if row.component in estimate.index else ""]
-        if not row.present:
-            if row.component not in REMAINDERS:
-                grid.add_row(row.component, "absent", *[""] * (4 + len(est) + len(extra_names)), style="dim")
-            continue
-        per_layer = ms(row.ms_per_layer) if finite(row.ms_per_layer) else ""
-        more = est + [extra.get(row.component, {}).get(name, "") for name in extra_names]
-        mark = " !" if row.component in outliers else ""  # an outlier of the median repeat: named under the table
-        grid.add_row(row.component, ms(row.ms) + mark, f"{100 * row.share:.1f}%", str(row.calls) if row.calls else "",
-                     per_layer, f"{ms(row.ms_min)}–{ms(row.ms_max)}", *more)
+def breakdown_grid(tables: RunTables, console, wide: bool = False):
+    """`--wide`: every column; otherwise the medium set where it fits the console, else the narrow one."""
+    if wide:
+        return _grid(tables, WIDE)
+    medium = _grid(tables, MEDIUM)
+    return medium if natural_width(console, medium) <= console.width else _grid(tables, NARROW)
+
+
+def natural_width(console, renderable) -> int:
+    """Its width with every cell on one line: measured without the console's own limit, which clamps."""
+    return console.measure(renderable, options=console.options.update(max_width=UNLIMITED)).maximum
+
+
+def print_whole(console, renderable) -> None:
+    """Print at the renderable's natural width even where the console is narrower (`--wide` at 80
+    columns, or a terminal narrower than the narrow set): the terminal wraps the lines, but rich
+    never cuts a number to an ellipsis."""
+    need, width = natural_width(console, renderable), console.width
+    if need <= width:
+        console.print(renderable)
+        return
+    console.width = need
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
 
 
 def telemetry_lines(telemetry: dict | None) -> list[str]:
@@ -159,17 +218,29 @@ def summary_lines(tables: RunTables) -> list[str]:
     return lines + telemetry_lines(run.telemetry)
 
 
-def render_run(tables: RunTables, console) -> None:
-    """Print the breakdown; its rows sum to the TTFT line beneath them."""
+def finding_lines(findings: list, top: int = TOP_FINDINGS) -> list[str]:
+    """The costliest findings of prefill lint (analyzers.lint), each with the ms at stake and its fix."""
+    if not findings:
+        return []
+    shown = findings[:top]
+    more = f" (top {len(shown)} of {len(findings)}; every one in --json)" if len(findings) > len(shown) else ""
+    lines = [f"findings, costliest first{more}:"]
+    for i, finding in enumerate(shown, 1):
+        at_stake = f" ({ms(finding.ms)} ms at stake)" if finite(finding.ms) else ""
+        lines += [f"{i}. {finding.title}{at_stake}", f"   fix: {finding.fix}"]
+    return lines
+
+
+def render_run(tables: RunTables, console, wide: bool = False) -> None:
+    """Print the headline, the breakdown (its rows sum to the TTFT line beneath them), what to fix."""
     from rich.markup import escape
 
     run = tables.run
-    console.print(f"[bold]{escape(headline(run))}[/] · n={run.seq_len} b={run.batch} · {run.dtype} · "
-                  f"attn={escape(run.attn)}")
+    console.print(headline_sentence(tables), markup=False, style="bold")
+    console.print(f"{escape(headline(run))} · n={run.seq_len} b={run.batch} · {run.dtype} · attn={escape(run.attn)}")
     console.print(f"{run.device}: {run.device_name}", markup=False)
-    grid = _grid(tables)
-    _rows(tables, grid)
-    console.print(grid)
+    print_whole(console, breakdown_grid(tables, console, wide))
+    render_chunks(run, console)  # a chunked prefill: its chunks under the whole breakdown
     for line in summary_lines(tables):
         console.print(line, markup=False, style="yellow" if line.startswith("warning:") else None)
     table = tables.breakdown
@@ -180,8 +251,7 @@ def render_run(tables: RunTables, console) -> None:
     unclaimed = tables.unclaimed
     if unclaimed:
         console.print(unclaimed, markup=False, style="yellow")
-    if run.logits_kept != "last":
-        console.print("[yellow]finding: the model computed logits for every position; "
-                      "lm_head is timed over the whole sequence, as serving engines would not.[/]")
+    for line in finding_lines(tables.findings):
+        console.print(line, markup=False, style="yellow" if line[:1].isdigit() else None)
     if run.path:
         console.print(f"run folder: {run.path}", markup=False)

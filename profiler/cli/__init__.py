@@ -6,10 +6,12 @@ stderr with exit code 2 (`profiler.cli.errors`); a traceback is a bug.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from analyzers.errors import InputError
 from profiler.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, in_flags, missing_dependency
+from profiler.quiet import QUIET_ENV
 from profiler.signals import EXIT_TERMINATED, Terminated, sigterm_raises
 
 # subcommand -> module under profiler.cli with a `run(argv) -> int`; anything else is a profile
@@ -67,6 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--version"]:
         return _version()
+    if "--quiet" not in argv and "-q" not in argv:
+        return _main(argv)
+    before = os.environ.get(QUIET_ENV)
+    os.environ[QUIET_ENV] = "1"  # for this command, and the rank processes it may start
+    try:
+        return _main([a for a in argv if a not in ("--quiet", "-q")])
+    finally:
+        if before is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = before
+
+
+def _main(argv: list[str]) -> int:
     try:
         with sigterm_raises():  # SIGTERM unwinds like Ctrl-C, through every cleanup
             run, rest = _command(argv)

@@ -7,6 +7,7 @@ from analyzers.errors import InputError, ParameterError
 from analyzers.jsonout import dumps
 from analyzers.render.console import console
 from profiler.cli.errors import ArgParser
+from profiler.cli.options import add_wide
 
 
 def run(argv: list[str]) -> int:
@@ -16,6 +17,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument("path", type=Path, help="a run, sweep or TP folder, or a trace (.json or .json.gz)")
     parser.add_argument("--top", type=int, default=10, help="rows in the top-kernel and annotation tables")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON on stdout")
+    add_wide(parser)
     parser.add_argument("--max-trace-mb", type=float, default=None,
                         help="refuse a trace that decompresses past this many MB (default: 2048); "
                              "a guard against gzip bombs, raise it for a genuinely huge trace")
@@ -30,9 +32,11 @@ def run(argv: list[str]) -> int:
         return _tp(args.path, args.json)
     if (args.path / "sweep.json").is_file():
         return _sweep(args.path, args.json)
+    if (args.path / "chunk_sweep.json").is_file():
+        return _chunk_sweep(args.path, args.json)
     if args.path.is_dir():
         if (args.path / "run.json").is_file():
-            return _run_folder(args.path, args.json)
+            return _run_folder(args.path, args.json, args.wide)
         return _ranks(args.path, args.json, _max_bytes(args))
     return _trace(args.path, args.top, args.json, _max_bytes(args))
 
@@ -41,7 +45,7 @@ def _max_bytes(args) -> int | None:
     return None if args.max_trace_mb is None else max(1, int(args.max_trace_mb * 2**20))
 
 
-def _run_folder(path: Path, as_json: bool) -> int:
+def _run_folder(path: Path, as_json: bool, wide: bool = False) -> int:
     from analyzers.render.summary import run_json
     from analyzers.render.terminal import render_run
     from analyzers.run import load_run
@@ -51,7 +55,7 @@ def _run_folder(path: Path, as_json: bool) -> int:
     if as_json:
         print(dumps(run_json(tables)))
     else:
-        render_run(tables, console())
+        render_run(tables, console(), wide=wide)
     return 0
 
 
@@ -93,6 +97,19 @@ def _sweep(path: Path, as_json: bool) -> int:
         print(dumps(sweep_json(sweep)))
     else:
         render_sweep(sweep, console())
+    return 0
+
+
+def _chunk_sweep(path: Path, as_json: bool) -> int:
+    """A chunk sweep's table again (its runs, the unchunked one included, are folders `analyze` reads too)."""
+    from analyzers.chunk_sweep import load_chunk_sweep
+    from analyzers.render.chunk_sweep import chunk_sweep_json, render_chunk_sweep
+
+    sweep = load_chunk_sweep(path)
+    if as_json:
+        print(dumps(chunk_sweep_json(sweep)))
+    else:
+        render_chunk_sweep(sweep, console())
     return 0
 
 

@@ -21,7 +21,7 @@ FLAGS: dict[str, str] = {
     "temperature": "--temperature", "top_p": "--top-p", "seed": "--seed", "gpu": "--gpu",
     "telemetry_interval_ms": "--nvml-interval-ms", "out": "--out", "top": "--top", "efficiency": "--efficiency",
     "max_trace_mb": "--max-trace-mb", "component_rules": "--component-rule",
-    "model": "--model", "tp": "--tp", "interconnect": "--interconnect",
+    "model": "--model", "tp": "--tp", "interconnect": "--interconnect", "chunk": "--chunk", "chunks": "--chunk",
 }
 _BACKTICKED = re.compile(r"`(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")`")
 

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from analyzers.errors import InputError
-from analyzers.lengths import token_count
+from analyzers.lengths import parse_lengths, token_count
 from profiler.cli.errors import ArgParser
 from profiler.settings import Settings
 
@@ -18,12 +18,29 @@ def tokens(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
 
 
+def chunk_sizes(text: str) -> tuple[int, ...]:
+    """argparse type for a chunk sweep's `--chunk`: `512,1k,2k,4k` or a doubling range such as 512..4k."""
+    try:
+        if "," in text or ".." in text:
+            return tuple(parse_lengths(text))
+        return (token_count(text),)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rstrip(".").replace("length", "chunk size")) from None
+
+
 def component_rule(text: str) -> tuple[str, str]:
     """argparse type for `--component-rule MODULE_PATTERN=COMPONENT`; the component is checked by Settings."""
     pattern, sep, component = text.rpartition("=")
     if not sep or not pattern or not component:
         raise argparse.ArgumentTypeError(f"{text!r} is not MODULE_PATTERN=COMPONENT, e.g. 'model.layers.*.mixer=attention'")
     return pattern, component
+
+
+def add_wide(parser: argparse.ArgumentParser) -> None:
+    """`--wide`, for every command that prints a run's breakdown table (analyzers.render.terminal)."""
+    parser.add_argument("--wide", action="store_true",
+                        help="every column of the breakdown table (calls, GFLOP, MB, FLOP/B, ...) whatever the "
+                             "terminal's width; by default it shows the columns that fit the width")
 
 
 def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
@@ -36,15 +53,22 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
             "and find where attention overtakes the MLP."))
         p.add_argument("--len", dest="lengths", required=True,
                        help="lengths: 1024,2048,4096 or a doubling range such as 1k..32k")
+        p.add_argument("--chunk", dest="chunks", type=chunk_sizes, default=(),
+                       help="chunk sizes at one --len: 512,1k,2k,4k (a chunked-prefill sweep, the unchunked "
+                            "prefill as reference)")
     else:
         p = ArgParser(prog="ttft-profile", description=(
             "Profile where an LLM's time to first token goes during prefill. Subcommands: models, analyze, "
             "calibrate, predict, sweep, diff, report (`ttft-profile SUBCOMMAND --help`)."))
         p.add_argument("--len", dest="seq_len", type=tokens, default=2048,
                        help="prompt length in tokens, e.g. 2048 or 16k (default: %(default)s)")
+        p.add_argument("--chunk", type=tokens, default=None,
+                       help="chunked prefill: run the prompt as ceil(n/C) forwards of C tokens through the KV "
+                            "cache, e.g. 512 or 2k (default: one forward)")
         p.add_argument("--tp", type=int, default=1,
                        help="tensor-parallel ranks, launched with torch.distributed (or run under your torchrun "
                             "with --tp equal to its world size); default: 1")
+        add_wide(p)
     p.add_argument("--model", default=default_model(),
                    help="built-in name, local folder with config.json, or hub id (default: %(default)s)")
     p.add_argument("--layers", type=int, default=None, help="build only the first K decoder layers")
@@ -89,4 +113,11 @@ def settings_from(args: argparse.Namespace, seq_lens: list[int], command: list[s
         top_p=args.top_p, seed=args.seed, allow_long=args.allow_long, gpu=args.gpu,
         telemetry_interval_ms=args.nvml_interval_ms, trace=not args.no_trace, nvtx_only=args.nvtx_only,
         allow_missing_weights=args.allow_missing_weights, allow_pickle=args.allow_pickle,
-        component_rules=tuple(args.component_rules), tp=getattr(args, "tp", 1), command=tuple(command))
+        component_rules=tuple(args.component_rules), tp=getattr(args, "tp", 1), chunks=_chunks(args),
+        command=tuple(command))
+
+
+def _chunks(args: argparse.Namespace) -> tuple[int, ...]:
+    """`--chunk C` of a profile, or the sizes of a chunk sweep; empty when unchunked."""
+    chunk = getattr(args, "chunk", None)
+    return tuple(getattr(args, "chunks", ())) if chunk is None else (chunk,)

@@ -26,6 +26,8 @@ def _parser() -> ArgParser:
                         "included (default: 1)")
     parser.add_argument("--interconnect", default=None, help="the link --tp prices collectives on, e.g. nvlink or pcie "
                         "(default: the GPU's fastest link that joins K GPUs)")
+    parser.add_argument("--chunk", type=tokens, default=None, help="a chunked prefill of C tokens per forward "
+                        "through the KV cache: more bytes (weights and cached K/V re-read), the same useful FLOPs")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -38,6 +40,8 @@ def _check(args) -> None:
         raise ParameterError("batch", args.batch, f"is outside 1..{MAX_BATCH}", "pass the prompts per prefill")
     if args.seq_len < 1:
         raise ParameterError("seq_len", args.seq_len, "must be at least 1")
+    if args.chunk is not None and args.chunk < 1:
+        raise ParameterError("chunk", args.chunk, "must be at least 1", "pass the tokens per chunk, e.g. 512 or 2k")
     # NaN fails every comparison, so `not 0 < e <= 1` refuses it along with infinities.
     if args.efficiency is not None and not 0 < args.efficiency <= 1:
         raise ParameterError("efficiency", args.efficiency, "is outside (0, 1]",
@@ -86,7 +90,10 @@ def run(argv: list[str]) -> int:
     ceilings = from_datasheet(spec)
     parallel = tensor_parallel(ModelSpec.from_config(source.config), args.tp, spec.key, args.interconnect)
     table, totals = predict(source.config, args.seq_len, ceilings, dtype, batch=args.batch,
-                            attn=args.attn, efficiencies=_efficiencies(args), tp=parallel or 1)
+                            attn=args.attn, efficiencies=_efficiencies(args), tp=parallel or 1, chunk=args.chunk)
+    if args.chunk is not None and args.chunk >= args.seq_len:
+        print(f"note: --chunk {args.chunk} is not below --len {args.seq_len}, so the floor is the unchunked prefill's.",
+              file=sys.stderr)
     steps = () if args.tp == 1 else tuple(scaling(source.config, args.seq_len, ceilings, dtype, args.batch,
                                                   args.attn, args.interconnect, args.tp))
     prediction = Prediction(source.name, args.seq_len, args.batch, dtype, spec.key, spec.name, table, totals, steps)

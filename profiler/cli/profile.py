@@ -36,11 +36,12 @@ def run(argv: list[str]) -> int:
             session.build()
         with progress_bar("prefill") as update:
             result = session.profile(args.seq_len, staged.path, update)
+        result.path = str(staged.path)  # lint reads the trace beside the run until the folder is committed
         tables = compute_tables(result)
         save_run(result, staged.path, tables)
         result.path = str(staged.commit())
         if args.json:
             print(dumps(run_json(tables)))
         else:
-            render_run(tables, console())
+            render_run(tables, console(), wide=args.wide)
     return 0

@@ -5,13 +5,15 @@ import contextlib
 import sys
 from typing import Callable, Iterator
 
+from profiler.quiet import quiet
+
 Update = Callable[[str, int, int], None]  # (detail, done, total)
 
 
 @contextlib.contextmanager
 def progress_bar(label: str) -> Iterator[Update | None]:
     """A rich bar on stderr while the block runs, updated by the yielded callable; None off a terminal."""
-    if not sys.stderr.isatty():
+    if not sys.stderr.isatty() or quiet():
         yield None
         return
     from rich.console import Console
@@ -31,7 +33,7 @@ def progress_bar(label: str) -> Iterator[Update | None]:
 @contextlib.contextmanager
 def status(message: str) -> Iterator[None]:
     """A spinner on a terminal while a long step (model building) runs."""
-    if not sys.stderr.isatty():
+    if not sys.stderr.isatty() or quiet():
         yield
         return
     from rich.console import Console

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from profiler.cli.errors import ArgParser
+from profiler.cli.progress import status
 
 
 def run(argv: list[str]) -> int:
@@ -13,5 +14,8 @@ def run(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from analyzers.render.html import write_report
 
-    print(f"report: {write_report(args.path)}")
+    # matplotlib draws every figure: seconds, so a terminal sees what it waits for
+    with status(f"drawing the report of {args.path} (figures with matplotlib)"):
+        page = write_report(args.path)
+    print(f"report: {page}")
     return 0

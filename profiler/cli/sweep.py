@@ -6,6 +6,7 @@ fits are made from (analyzers.sweep).
 """
 from __future__ import annotations
 
+from analyzers.errors import InputError
 from analyzers.jsonout import dumps
 from analyzers.render.console import console
 from profiler.cli.options import profile_parser, settings_from
@@ -26,6 +27,8 @@ def run(argv: list[str]) -> int:
     from profiler.runfolder import StagedFolder, check_out, default_run_dir
     from profiler.session import Session
 
+    if args.chunks:
+        return _chunk_sweep(args, argv)
     lengths = parse_lengths(args.lengths)
     if args.out is not None:
         check_out(args.out)  # before the model's config is even read
@@ -42,7 +45,9 @@ def run(argv: list[str]) -> int:
                     update(f"n={n}", done, len(lengths))
                 folder = staged.path / f"n{n}"
                 folder.mkdir()
-                tables = compute_tables(session.profile(n, folder))
+                run = session.profile(n, folder)
+                run.path = str(folder)  # lint reads the trace beside it
+                tables = compute_tables(run)
                 save_run(tables.run, folder, tables)
                 rows += sweep_rows(tables)
         table = pd.DataFrame(rows)
@@ -59,4 +64,57 @@ def run(argv: list[str]) -> int:
             print(dumps(sweep_json(sweep)))
         else:
             render_sweep(sweep, console())
+    return 0
+
+
+def _chunk_sweep(args, argv: list[str]) -> int:
+    """`sweep --chunk 512,1k --len N`: the unchunked prefill, then one run per chunk size, one model build."""
+    import pandas as pd
+
+    from analyzers.atomic import write_text
+    from analyzers.chunk_sweep import ChunkSweep, chunk_row, summarise, sweep_table
+    from analyzers.lengths import token_count
+    from analyzers.render.chunk_sweep import FIGURE, chunk_figure, chunk_sweep_json, render_chunk_sweep
+    from analyzers.store import csv_text, save_run
+    from analyzers.tables import compute_tables
+    from profiler.runfolder import StagedFolder, check_out, default_run_dir
+    from profiler.session import Session
+
+    if "," in args.lengths or ".." in args.lengths:
+        raise InputError(f"a chunk sweep runs one prompt length, not {args.lengths!r}; pass one `seq_len`, "
+                         "e.g. --len 8k.")
+    n = token_count(args.lengths)
+    if args.out is not None:
+        check_out(args.out)
+    session = Session.prepare(settings_from(args, [n], ["ttft-profile", "sweep", *argv]))
+    final = args.out if args.out is not None else default_run_dir(TRACES, session.source.name, kind=f"chunks-n{n}")
+    plan = [(None, "unchunked"), *((c, f"c{c}") for c in args.chunks)]
+    with StagedFolder(final) as staged:
+        session.announce()
+        with status(session.build_message):
+            session.build()
+        rows = []
+        with progress_bar("chunk sweep") as update:
+            for done, (chunk, name) in enumerate(plan):
+                if update is not None:
+                    update(name, done, len(plan))
+                folder = staged.path / name
+                folder.mkdir()
+                run = session.profile(n, folder, chunk=chunk or 0)
+                run.path = str(folder)  # lint reads the trace beside it
+                tables = compute_tables(run)
+                save_run(tables.run, folder, tables)
+                rows.append(chunk_row(tables.run, name, chunk))
+        table = sweep_table(rows)
+        summary = {**summarise(table, n), "model": session.source.name, "dtype": session.dtype,
+                   "device": session.device, "device_name": session.info.name,
+                   "command": ["ttft-profile", "sweep", *argv], "figure": FIGURE}
+        write_text(staged.path / "chunk_sweep.csv", csv_text(pd.DataFrame(summary["rows"])))
+        write_text(staged.path / "chunk_sweep.json", dumps(summary) + "\n")
+        chunk_figure(table, staged.path / FIGURE, f"{session.source.name}: TTFT against chunk size at {n:,} tokens")
+        sweep = ChunkSweep(table, summary, str(staged.commit()))
+        if args.json:
+            print(dumps(chunk_sweep_json(sweep)))
+        else:
+            render_chunk_sweep(sweep, console())
     return 0

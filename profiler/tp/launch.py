@@ -105,6 +105,7 @@ def launch(tp: int, argv: list[str], final: Path) -> None:
 def run_tp(settings, argv: list[str], final: Path, as_json: bool) -> int:
     """The parent (K ranks launched here) or, under the user's torchrun, this process's rank."""
     from analyzers.render.tp import show_tp
+    from profiler.quiet import say
     from profiler.tp.rank import leave_group, profile_rank
 
     if os.environ.get("WORLD_SIZE", "1") != "1":
@@ -120,7 +121,7 @@ def run_tp(settings, argv: list[str], final: Path, as_json: bool) -> int:
         show_tp(folder, as_json)
         return 0
     _precheck(settings)
-    print(f"launching {settings.tp} tensor-parallel ranks with torch.distributed ...", file=sys.stderr)
+    say(f"launching {settings.tp} tensor-parallel ranks with torch.distributed ...")
     launch(settings.tp, argv, final)
     show_tp(final, as_json)
     return 0

@@ -153,6 +153,7 @@ def profile_rank(settings) -> dict | None:
         diff = check_sharded(reference, sharded, session.dtype, session.model.config.model_type)
         _fault(rank, "profile")
         result = session.profile(s.seq_len, work)
+        result.path = str(work)  # lint reads the trace beside the run
         save_run(result, work, compute_tables(result))
         sent = {"rank": rank, "host": socket.gethostname(), "offset_ns": clock_offset_ns(), "backend": backend,
                 "logits_max_abs_diff": diff,

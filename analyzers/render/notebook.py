@@ -1,0 +1,45 @@
+"""A run in a Jupyter cell and at the Python prompt: the report's table, and a one-line repr.
+
+`Run`, `RunTables` and `GenerateRun` hand their `_repr_html_` and `__repr__` to these functions;
+the HTML is the report's own breakdown and findings (analyzers.render.report_run), so a
+notebook shows the numbers the report and the terminal show, computed once.
+"""
+from __future__ import annotations
+
+from analyzers.render.fmt import ms
+
+
+def run_repr(run) -> str:
+    """`Run(model, n, b, dtype on device: TTFT p50 X ms over R repeats, folder)`: what, where, how long."""
+    from analyzers.components import ttft_stats
+
+    parts = [run.model, f"n={run.seq_len}", f"b={run.batch}", f"{run.dtype} on {run.device}"]
+    if run.tp > 1:
+        parts.append(f"tp={run.tp}")
+    summary = ", ".join(parts)
+    if run.ttft_ns:
+        stats = ttft_stats(run)
+        summary += f": TTFT p50 {ms(stats['p50_ms'])} ms over {stats['repeats']} repeats"
+    if run.path:
+        summary += f", {run.path}"
+    return f"Run({summary})"
+
+
+def tables_repr(tables) -> str:
+    return f"RunTables({run_repr(tables.run)[4:-1]}; {len(tables.findings)} finding(s))"
+
+
+def tables_html(tables) -> str:
+    """The headline, the formatted breakdown and the findings, as the report shows them."""
+    from analyzers.render.headline import headline_sentence
+    from analyzers.render.report_parts import esc
+    from analyzers.render.report_run import breakdown_table, findings
+
+    return (f"<div class='ttft-profile'><p><strong>{esc(headline_sentence(tables))}</strong></p>"
+            f"{breakdown_table(tables)}{findings(tables)}</div>")
+
+
+def run_html(run) -> str:
+    from analyzers.tables import compute_tables
+
+    return tables_html(compute_tables(run))
