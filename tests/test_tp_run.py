@@ -220,3 +220,8 @@ def test_a_plan_that_breaks_the_model_is_refused():
     with pytest.raises(InputError, match="without --tp"):
         check_sharded(reference, reference + 0.5, "float32", "phi")  # 0.5 > 1e-3 x the largest logit (4)
     assert check_sharded(reference, reference + 0.1, "bfloat16", "llama") == pytest.approx(0.1, rel=1e-2)
+
+
+def test_report_of_a_tp_folder_points_to_a_rank(tp_run):
+    done = cli("report", str(tp_run[0]))
+    assert done.returncode == 2 and "tensor-parallel folder" in done.stderr and "rank0" in done.stderr

@@ -83,6 +83,9 @@ def _write_page(folder: Path) -> Path:
             page = _sweep_report(folder)
         elif (folder / "run.json").exists():
             page = _run_report(folder)
+        elif (folder / "tp.json").exists():  # a tensor-parallel folder: each rank is a run of its own
+            raise ReportError(f"{folder} is a tensor-parallel folder; report one rank's run ({folder / 'rank0'}), "
+                              "or see every rank with `ttft-profile analyze` on the folder.")
         else:
             raise ReportError(f"{folder} holds neither run.json nor sweep.json, so it is not a run or a sweep folder.")
     except (InputError, OSError, KeyError, ValueError) as exc:
