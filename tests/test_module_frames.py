@@ -331,3 +331,44 @@ def test_the_live_rules_are_the_shared_tables():
 
     assert component_rules.FUNCTION_RULES is component_names.FUNCTION_RULES
     assert component_rules.MODULE_NAME_RULES is component_names.MODULE_NAME_RULES
+
+
+# GPT-2 and Mixtral as Kineto writes them with `with_modules=True` (class names, never attribute names):
+# GPT-2 projects with Conv1D (c_attn before sdpa, c_proj after it; c_fc/c_proj inside GPT2MLP), LayerNorm,
+# GPT2Block as the decoder layer and a Linear directly under GPT2LMHeadModel as lm_head; Mixtral's MoE block
+# (router Linear and expert matmuls alike) is the MLP.
+FAMILY_FRAMES = [
+    ("nn.Module: GPT2LMHeadModel_0", 0, 1000),
+    ("nn.Module: GPT2Block_0", 10, 300),
+    ("nn.Module: LayerNorm_0", 12, 8),
+    ("nn.Module: GPT2Attention_0", 30, 100),
+    ("nn.Module: Conv1D_0", 31, 10),
+    ("transformers/integrations/sdpa_attention.py(18): sdpa_attention_forward", 50, 30),
+    ("nn.Module: Conv1D_1", 90, 10),
+    ("nn.Module: GPT2MLP_0", 150, 100),
+    ("nn.Module: Conv1D_2", 151, 20),
+    ("nn.Module: Conv1D_3", 200, 20),
+    ("nn.Module: MixtralDecoderLayer_0", 400, 300),
+    ("nn.Module: MixtralSparseMoeBlock_0", 420, 200),
+    ("nn.Module: Linear_0", 421, 10),
+    ("nn.Module: MixtralExperts_0", 440, 100),
+    ("nn.Module: Linear_1", 900, 20),
+]
+FAMILY_KERNELS = {
+    "ln": (14, 1.0, "norm", 0),
+    "c_attn": (33, 2.0, "qkv_proj", 0),  # the Conv1D before the attention function
+    "sdpa": (60, 3.0, "attention", 0),
+    "c_proj": (92, 4.0, "o_proj", 0),  # the Conv1D after it
+    "c_fc": (160, 5.0, "mlp", 0),  # Conv1D inside GPT2MLP
+    "mlp_out": (210, 6.0, "mlp", 0),
+    "router": (425, 7.0, "mlp", 0),  # the MoE block owns its router and its experts
+    "experts": (450, 8.0, "mlp", 0),
+    "lm_head": (905, 9.0, "lm_head", None),  # the Linear directly under the *LMHeadModel
+}
+
+
+def test_gpt2_and_mixtral_module_frames(tmp_path):
+    _linked, per_event = _toy(tmp_path, frames=FAMILY_FRAMES, kernels=FAMILY_KERNELS)
+    rows = per_event.set_index("kernel")
+    for kernel, (_at, _dur, component, slot) in FAMILY_KERNELS.items():
+        assert rows.loc[kernel, "component"] == component, kernel
