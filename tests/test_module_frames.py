@@ -372,3 +372,4 @@ def test_gpt2_and_mixtral_module_frames(tmp_path):
     rows = per_event.set_index("kernel")
     for kernel, (_at, _dur, component, slot) in FAMILY_KERNELS.items():
         assert rows.loc[kernel, "component"] == component, kernel
+        assert pd.isna(rows.loc[kernel, "layer"]) if slot is None else rows.loc[kernel, "layer"] == slot, kernel
