@@ -128,8 +128,7 @@ def sdpa_math_fallback(ctx: Context) -> Finding | None:
                    f"trace: aten::_scaled_dot_product_attention_math x{math_calls} of {total} SDPA calls "
                    f"(fused: {fused or 'none'}){'; ' + why if why else ''}",
                    None if headroom is None else headroom * math_calls / total,
-                   "run in bfloat16/float16 (flash attention needs 16-bit), drop the explicit attention mask where "
-                   "is_causal will do, and check torch.backends.cuda SDP switches and head_dim (<= 256)")
+                   _math_fallback_fix(ctx.run))
 
 
 def _math_causes(run, facts: TraceFacts) -> str:
@@ -207,6 +206,15 @@ def host_sync_in_forward(ctx: Context) -> Finding | None:
                    "(nonzero, masked indexing) inside the forward")
 
 
+def _math_fallback_fix(run) -> str:
+    """What gets SDPA back onto a fused kernel on this run's device."""
+    if run.device.startswith("cuda"):
+        return ("run in bfloat16/float16 (flash attention needs 16-bit), drop the explicit attention mask where "
+                "is_causal will do, and check torch.backends.cuda SDP switches and head_dim (<= 256)")
+    return ("drop the explicit attention mask where is_causal will do (the CPU's fused flash kernel takes no "
+            "arbitrary mask), or compare with attn_implementation='eager'")
+
+
 def padding_waste(ctx: Context) -> Finding | None:
     padding = getattr(ctx.run, "padding", None) or {}
     pad, tokens = padding.get("pad_tokens", 0), padding.get("tokens", 0)
@@ -216,7 +224,8 @@ def padding_waste(ctx: Context) -> Finding | None:
     return Finding("padding-waste", f"{share:.0%} of the batch's positions are padding",
                    f"run.json padding: {pad} of {tokens} positions (batch {ctx.run.batch} x n {ctx.run.seq_len}) "
                    "are pad tokens, computed like real ones", ctx.ttft_ms() * share,
-                   "batch prompts of similar length (bucketing), or run them unpadded (varlen / packed sequences)")
+                   "batch prompts of similar length (bucketing), or run them unpadded (varlen / packed sequences)"
+                   if ctx.run.batch > 1 else "pass the prompt unpadded: a single prompt needs no padding or mask")
 
 
 def tf32_off(ctx: Context) -> Finding | None:

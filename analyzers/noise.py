@@ -128,6 +128,9 @@ def assess_noise(run: Run) -> Noise:
     if over:
         verdict = ("noisy, do not trust small differences: " + "; ".join(text for _, text in over)
                    + ". Try " + ", ".join(advice) + ".")
+    elif spread is None:  # one repeat: nothing says whether it was typical (with no warmup, it is the cold one)
+        verdict = ("too few repeats to judge: " + _quiet_phrase(signals, spread, repeats)
+                   + "; use --repeat 7 or more.")
     else:
         verdict = "quiet enough to trust: " + _quiet_phrase(signals, spread, repeats) + "."
     return Noise(repeats=repeats, spread=spread, signals=signals, noisy=bool(over), reasons=[t for _, t in over],

@@ -163,5 +163,6 @@ def describe(device: str) -> DeviceInfo:
                     break
     except OSError:
         pass
-    name = f"{name} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    name = f"{name} ({os.cpu_count()} cores, {threads} thread{'s' * (threads != 1)})"
     return DeviceInfo(device, name, _meminfo_bytes("MemTotal"), _meminfo_bytes("MemAvailable"))

@@ -99,7 +99,8 @@ def test_limits_are_strict_and_a_spread_alone_is_enough():
 def test_a_run_without_readings_is_judged_on_its_spread():
     noise = assess_noise(make_run([50]))
     assert not noise.noisy and noise.spread is None
-    assert noise.verdict == "quiet enough to trust: one repeat, so no spread; no contention readings in this run."
+    assert noise.verdict == ("too few repeats to judge: one repeat, so no spread; no contention readings in this run; "
+                             "use --repeat 7 or more.")
 
 
 def stat_reading(wall_s, own_cpu_s, nivcsw, ticks, stat_cpus=2) -> Reading:

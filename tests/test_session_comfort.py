@@ -57,3 +57,15 @@ def test_quiet_keeps_the_result_and_drops_the_notes(tmp_path):
     assert QUIET_ENV not in os.environ  # set for one command only
     bad = cli("-q", "--model", "tiny-llama", "--len", "0")
     assert bad.returncode == 2 and "error" in bad.stderr  # errors are never quiet
+
+
+def test_models_fits_80_columns_and_says_what_it_takes():
+    narrow = cli("models", env={"COLUMNS": "80"})
+    assert narrow.returncode == 0 and "…" not in narrow.stdout
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    assert "46.7B" in narrow.stdout and "12.9B" in narrow.stdout  # Mixtral: total and active parameters
+    wide = cli("models", "--wide", env={"COLUMNS": "80"})
+    assert "family" in wide.stdout and "MoE 8x top-2" in wide.stdout
+    helped = cli("models", "--help")
+    assert helped.returncode == 0 and "--wide" in helped.stdout
+    assert cli("-q", "--version").stdout.startswith(f"ttft-profile {__version__}")

@@ -127,7 +127,7 @@ def test_analyze_prints_the_table_the_ranks_and_the_skew(tp_folder):
     assert len(said) == 1 and said[0].endswith(" ms: rank 0 waits for rank 1 in collectives"), result.stdout
     shown = float(said[0].split()[2].replace(",", ""))  # printed to 4 significant digits
     assert shown == pytest.approx(skew, rel=1e-3, abs=1e-3)
-    assert any(line.startswith("rank 1 on node-a: TTFT") and line.endswith("(slowest)") for line in lines)
+    assert any(line.startswith("rank 1 on node-a: TTFT") and line.endswith("(most compute: the others wait for it)") for line in lines)
 
 
 def test_the_view_fits_80_columns(tp_folder):

@@ -41,14 +41,20 @@ def chunks_json(run: Run) -> dict | None:
             "ttft_ms": run.ttft_ns[median_repeat(run)] / 1e6}
 
 
+SHOW_AT_MOST = 16  # chunks listed one per line; beyond, the first and last few (every one is in --json)
+
+
 def chunk_lines(run: Run) -> list[str]:
     """`chunk i: tokens a–b, ms (share)` per chunk, then the total; nothing for an unchunked run."""
     rows = chunk_table(run)
     if not rows:
         return []
-    lines = [f"chunked prefill: {len(rows)} chunks of {run.chunk:,} tokens (chunk 0 includes the copy in, "
-             "the last sampling and the copy out)"]
-    for r in rows:
+    lines = [f"chunked prefill: {len(rows)} chunks of {run.chunk:,} tokens (the first chunk includes copying "
+             "the ids in; the last, sampling and copying the token out)"]
+    shown = rows if len(rows) <= SHOW_AT_MOST else rows[:8] + rows[-4:]
+    for r in shown:
+        if r is rows[-4] and shown is not rows:
+            lines.append(f"  ... {len(rows) - 12:,} more chunks (every one in --json) ...")
         parts = " · ".join(f"{c} {r['components'][c]:,.2f} ms" for c in SHOWN if c in r["components"])
         lines.append(f"  chunk {r['chunk']}: tokens {r['first_token']:,}–{r['first_token'] + r['tokens'] - 1:,} "
                      f"({r['tokens']:,})  {r['ms']:,.2f} ms  {100 * r['share']:.1f}%" + (f"  [{parts}]" if parts else ""))

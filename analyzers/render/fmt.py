@@ -23,6 +23,8 @@ def num(value: float | None, digits: int = 3) -> str:
         return ""
     if value == 0:
         return "0"
+    if abs(value) < 0.001:  # a floor of a few ns, a near-zero fit slope: no e-notation in a table
+        return "<0.001" if value > 0 else ">-0.001"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:,.{digits - 1}f}"
@@ -37,3 +39,10 @@ def plain(text: str) -> str:
     """Text from someone else's file, safe for a terminal: control characters (escape sequences,
     carriage returns, bells) become `?`, so a kernel name cannot rewrite the screen."""
     return _CONTROL.sub("?", text)
+
+
+def repeats_phrase(repeats: int, warmup: int) -> str:
+    """`7 warm repeats, 2 warmup`; without warmup the first repeat is the cold prefill, and that is said."""
+    if warmup == 0:
+        return f"{repeats} repeat{'s' * (repeats != 1)}, no warmup: the first is the cold prefill"
+    return f"{repeats} warm repeat{'s' * (repeats != 1)}, {warmup} warmup"

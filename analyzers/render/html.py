@@ -83,6 +83,10 @@ def _write_page(folder: Path) -> Path:
             page = _sweep_report(folder)
         elif (folder / "run.json").exists():
             page = _run_report(folder)
+        elif (folder / "chunk_sweep.json").exists():  # its table and figure are already in the folder
+            raise ReportError(f"{folder} is a chunk sweep: its table and figure are chunk_sweep.csv and chunk_sweep.png "
+                              f"there (`ttft-profile analyze` shows them); report one of its runs, e.g. "
+                              f"{folder / 'unchunked'}.")
         elif (folder / "tp.json").exists():  # a tensor-parallel folder: each rank is a run of its own
             raise ReportError(f"{folder} is a tensor-parallel folder; report one rank's run ({folder / 'rank0'}), "
                               "or see every rank with `ttft-profile analyze` on the folder.")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from analyzers.cost.roofline import effective_ceilings
 from analyzers.noise import outlier_lines
 from analyzers.render import figures
-from analyzers.render.fmt import finite, ms, share
+from analyzers.render.chunks import chunk_table
+from analyzers.render.fmt import finite, ms, repeats_phrase, share
 from analyzers.render.report_parts import Place, esc, figure, figure_block, frame_table, note, notice, table
 from analyzers.render.report_telemetry import telemetry_section
 from analyzers.render.terminal import roofline_cells
@@ -31,8 +32,10 @@ def facts(tables: RunTables) -> str:
             ["device", f"{run.device}: {run.device_name}"], ["dtype", run.dtype],
             ["prompt", f"n={run.seq_len:,} tokens, batch {run.batch}"], ["attention kernel", run.attn],
             ["clock", run.timing], ["logits kept", run.logits_kept],
-            ["TTFT p50", f"{ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, {run.warmup} warmup)"],
+            ["TTFT p50", f"{ms(stats['p50_ms'])} ms ({spread}; {repeats_phrase(stats['repeats'], run.warmup)})"],
             ["cold TTFT", f"{ms(stats['cold_ms'])} ms (the first prefill of the process)"]]
+    if run.chunk:
+        rows.append(["chunked prefill", f"{run.chunk:,} tokens per forward ({len(run.chunk_tokens) or '?'} chunks)"])
     if run.layers_total and run.layers_built != run.layers_total:
         rows.append(["layers", f"{run.layers_built} of {run.layers_total} built"])
     rows += _floor_rows(tables)
@@ -111,7 +114,21 @@ def run_document(tables: RunTables, place: Place) -> list[str]:
     """Facts, breakdown, findings, then the figures, in the order a reader asks the questions."""
     return [facts(tables), "<h2>Breakdown</h2>",
             note("Exclusive time of each component in the median repeat; the rows sum to the TTFT p50."),
-            breakdown_table(tables), findings(tables), *run_figures(tables, place)]
+            breakdown_table(tables), *chunk_section(tables.run), findings(tables), *run_figures(tables, place)]
+
+
+def chunk_section(run) -> list[str]:
+    """A chunked prefill's chunks, as the terminal lists them (analyzers.render.chunks.chunk_table)."""
+    rows = chunk_table(run)
+    if not rows:
+        return []
+    cells = [[r["chunk"], f"{r['first_token']:,}–{r['first_token'] + r['tokens'] - 1:,}", f"{r['tokens']:,}",
+              ms(r["ms"]), share(r["share"])] for r in rows]
+    return ["<h2>Chunks</h2>", note(f"Chunked prefill: {len(rows)} forwards of {run.chunk:,} tokens through the KV "
+                                     "cache; the first includes copying the ids in, the last sampling and copying "
+                                     "the token out, so the chunks sum to the TTFT p50."),
+            table(["chunk", "tokens", "count", "ms", "share"], cells,
+                  footer=["total", "", "", ms(sum(r["ms"] for r in rows)), share(sum(r["share"] for r in rows))])]
 
 
 def run_figures(tables: RunTables, place: Place) -> list[str]:

@@ -12,8 +12,10 @@ def render_prediction(prediction: Prediction, console) -> None:
 
     p, table, totals = prediction, prediction.table, prediction.totals
     ranks = f" x {totals['tp']} over {escape(totals['interconnect'])}, per rank" if "tp" in totals else ""
+    chunks = (f" · chunked: {totals['chunks']} forwards of {totals['chunk']:,} tokens (weights and cached K/V re-read "
+              "each)" if "chunk" in totals else "")
     console.print(f"[bold]{escape(p.model)}[/] · n={p.seq_len} b={p.batch} · {p.dtype} · {escape(p.gpu_name)}{ranks} "
-                  "(datasheet ceilings)")
+                  f"(datasheet ceilings){chunks}")
     grid = Table(show_footer=True, pad_edge=False)
     estimate = "estimate_ms" in table.columns
     grid.add_column("component", footer="TTFT")

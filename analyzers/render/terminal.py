@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from analyzers.noise import outlier_lines
 from analyzers.render.chunks import render_chunks
-from analyzers.render.fmt import finite, ms, num
+from analyzers.render.fmt import finite, ms, num, repeats_phrase
 from analyzers.render.headline import headline_sentence
 from analyzers.tables import RunTables
 from analyzers.vocabulary import PHASES, QUIET_WHEN_ABSENT, REMAINDERS
@@ -209,7 +209,7 @@ def summary_lines(tables: RunTables) -> list[str]:
     spread = f"min {ms(stats['min_ms'])}, max {ms(stats['max_ms'])}"
     if "p90_ms" in stats:
         spread += f", p90 {ms(stats['p90_ms'])}"
-    lines.append(f"TTFT p50 {ms(stats['p50_ms'])} ms ({spread}; {stats['repeats']} warm repeats, {run.warmup} warmup)")
+    lines.append(f"TTFT p50 {ms(stats['p50_ms'])} ms ({spread}; {repeats_phrase(stats['repeats'], run.warmup)})")
     lines.append(f"cold TTFT (first prefill of the process) {ms(stats['cold_ms'])} ms")
     if tables.noise is not None:
         lines += outlier_lines(tables.noise) + [f"noise: {tables.noise.verdict}"]

@@ -36,13 +36,16 @@ def rank_lines(tables: TPTables) -> list[str]:
     lines = []
     for row in tables.ranks.itertuples(index=False):
         host = f" on {plain(row.host)}" if row.host else ""
-        mark = " (slowest)" if row.slowest and len(tables.ranks) > 1 else ""
+        # the rank the others wait for: the most compute (its TTFT need not be the largest, as waiting
+        # in collectives pads the others' TTFT up to it)
+        mark = " (most compute: the others wait for it)" if row.slowest and len(tables.ranks) > 1 else ""
         lines.append(f"rank {row.rank}{host}: TTFT {ms(row.ttft_ms)} ms = communication "
                      f"{ms(row.communication_ms)} + compute {ms(row.compute_ms)} ms{mark}")
     skew = tables.skew
     if len(tables.ranks) > 1:
         lines.append(f"rank skew {ms(skew.ms)} ms: rank {skew.fastest} waits for rank {skew.slowest} in collectives")
-    lines.append(f"TTFT as rank 0 sees it: {ms(tables.ttft_ms)} ms (p50 of {tables.stats[0]['repeats']} repeats)")
+    repeats = tables.stats[0]["repeats"]
+    lines.append(f"TTFT as rank 0 sees it: {ms(tables.ttft_ms)} ms (p50 of {repeats} repeat{'s' * (repeats != 1)})")
     diff = tables.tp_run.logits_max_abs_diff
     if diff is not None:
         lines.append(f"logits max abs diff: {diff:.3g}")

@@ -67,7 +67,7 @@ def _version() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--version"]:
+    if [a for a in argv if a not in ("--quiet", "-q")][:1] == ["--version"]:
         return _version()
     if "--quiet" not in argv and "-q" not in argv:
         return _main(argv)

@@ -18,6 +18,16 @@ def tokens(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
 
 
+def chunk_size(text: str) -> int:
+    """argparse type for a profile's `--chunk`: one size, `512` or `2k` (a list belongs to `sweep --chunk`)."""
+    try:
+        return token_count(text)
+    except InputError:
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is not a chunk size: write one whole number of tokens, "
+                                         "optionally with k (= 1024), at most 64M, e.g. 512 or 2k (several sizes: "
+                                         "`ttft-profile sweep --chunk 512,1k`)") from None
+
+
 def chunk_sizes(text: str) -> tuple[int, ...]:
     """argparse type for a chunk sweep's `--chunk`: `512,1k,2k,4k` or a doubling range such as 512..4k."""
     try:
@@ -62,7 +72,7 @@ def profile_parser(sweep: bool = False) -> argparse.ArgumentParser:
             "calibrate, predict, sweep, diff, report (`ttft-profile SUBCOMMAND --help`)."))
         p.add_argument("--len", dest="seq_len", type=tokens, default=2048,
                        help="prompt length in tokens, e.g. 2048 or 16k (default: %(default)s)")
-        p.add_argument("--chunk", type=tokens, default=None,
+        p.add_argument("--chunk", type=chunk_size, default=None,
                        help="chunked prefill: run the prompt as ceil(n/C) forwards of C tokens through the KV "
                             "cache, e.g. 512 or 2k (default: one forward)")
         p.add_argument("--tp", type=int, default=1,
