@@ -16,6 +16,10 @@ def run_repr(run) -> str:
     parts = [run.model, f"n={run.seq_len}", f"b={run.batch}", f"{run.dtype} on {run.device}"]
     if run.tp > 1:
         parts.append(f"tp={run.tp}")
+    if run.chunk:
+        parts.append(f"chunk={run.chunk}")
+    if run.padding:
+        parts.append(f"padding {run.padding['pad_tokens']}/{run.padding['tokens']}")
     summary = ", ".join(parts)
     if run.ttft_ns:
         stats = ttft_stats(run)

@@ -46,6 +46,10 @@ def headline(run) -> str:
         parts.append("random weights")
     if run.layers_total and run.layers_built != run.layers_total:
         parts.append(f"{run.layers_built} of {run.layers_total} layers")
+    if run.chunk:
+        parts.append(f"chunked by {run.chunk:,} tokens")
+    if run.padding:
+        parts.append(f"{run.padding['pad_tokens']:,} of {run.padding['tokens']:,} positions padding")
     return ", ".join(parts)
 
 
