@@ -2,8 +2,8 @@
 the headline first and naming the biggest gap.
 
 Driven by Playwright (the test extra) on the system's Chromium, so no browser is downloaded; without
-one the tests skip and say how to install it. The screenshots land in the test's tmp_path, and one of
-each kind is copied to /tmp/report-run.png and /tmp/report-sweep.png for a person to look at.
+one the tests skip and say how to install it. The screenshots land in the test's tmp_path; set
+TTFT_REPORT_SCREENSHOTS=DIR to keep a copy of each for a person to look at (tests write nowhere else).
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def test_a_runs_report_renders_and_opens_with_the_biggest_gap(browser, qwen3_run
     assert "e-0" not in breakdown and "%" in breakdown
     assert "communication" not in breakdown  # no collectives outside a tensor-parallel run: no row at all
     assert "random weights" in seen["text"]  # the notice a reader must see before trusting the tokens
-    shutil.copyfile(tmp_path / "report-run.png", "/tmp/report-run.png")
+    _keep(tmp_path / "report-run.png")
 
 
 def test_a_sweeps_report_renders_with_fits_crossover_and_the_longest_run(browser, llama_sweep, tmp_path):
@@ -124,7 +124,7 @@ def test_a_sweeps_report_renders_with_fits_crossover_and_the_longest_run(browser
                                        "The longest run", "Breakdown", "Waterfall", "Roofline"])
     assert "R²" in seen["tables"] and "No crossover reported" in seen["text"]
     assert len(seen["images"]) >= 6
-    shutil.copyfile(tmp_path / "report-sweep.png", "/tmp/report-sweep.png")
+    _keep(tmp_path / "report-sweep.png")
 
 
 def test_roofline_labels_never_overlap_and_stay_beside_the_axes():
@@ -147,3 +147,12 @@ def test_strings_from_the_run_are_escaped(qwen3_run, tmp_path):
     page = (folder / "report.html").read_text()
     assert HOSTILE not in page and "tiny-qwen3 &lt;img src=x onerror=alert(1)&gt;" in page
     assert "<script" not in page and "http://" not in page and "https://" not in page  # nothing from a network
+
+
+def _keep(png: Path) -> None:
+    """A copy of a screenshot where TTFT_REPORT_SCREENSHOTS says, for a person; nothing otherwise."""
+    import os
+
+    folder = os.environ.get("TTFT_REPORT_SCREENSHOTS")
+    if folder:
+        shutil.copyfile(png, Path(folder) / png.name)
