@@ -122,6 +122,14 @@ def check_sharded(reference, sharded, dtype: str, model_type: str) -> float:
     return diff
 
 
+def _progress(rank: int, line: str) -> None:
+    """Rank 0 says what the ranks are doing on a long wait (a line each step; nothing with --quiet)."""
+    if rank == 0:
+        from profiler.quiet import say
+
+        say(f"rank 0: {line} ...")
+
+
 def _folder_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -145,6 +153,7 @@ def profile_rank(settings) -> dict | None:
         session.notices.append(f"note: rank {rank} of {world} (tensor parallel, {backend}); its projections are "
                                f"1/{world} of the model's and its collectives are `communication`.")
         _fault(rank, "build")
+        _progress(rank, f"building {session.source.name} on each of {world} ranks ({session.device})")
         session.build()
         s = session.settings
         reference = _last_logits(session.model, s.seq_len, s.batch, s.seed, session.device)
@@ -152,6 +161,7 @@ def profile_rank(settings) -> dict | None:
         sharded = _last_logits(session.model, s.seq_len, s.batch, s.seed, session.device)
         diff = check_sharded(reference, sharded, session.dtype, session.model.config.model_type)
         _fault(rank, "profile")
+        _progress(rank, f"sharded and checked; profiling {s.warmup} warmup + {s.repeat} repeats on every rank")
         result = session.profile(s.seq_len, work)
         result.path = str(work)  # lint reads the trace beside the run
         save_run(result, work, compute_tables(result))
@@ -159,6 +169,7 @@ def profile_rank(settings) -> dict | None:
                 "logits_max_abs_diff": diff,
                 "last_logits": sharded[0].tolist() if rank == 0 else None, "files": _folder_bytes(work)}
         gathered = [None] * world if rank == 0 else None
+        _progress(rank, "gathering every rank's run to rank 0")
         dist.gather_object(sent, gathered, dst=0)
         return {"ranks": gathered, "tp": world} if rank == 0 else None
     finally:
