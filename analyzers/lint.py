@@ -200,8 +200,11 @@ def host_sync_in_forward(ctx: Context) -> Finding | None:
     shown = ", ".join(f"{name} x{n} in {comp} (first in {where})"
                       for (name, comp), (n, where) in sorted(counts.items(), key=lambda kv: -kv[1][0]))
     return Finding("host-sync-in-forward", f"{len(syncs)} host-device sync(s) inside the forward",
-                   f"trace: {shown}" + ("" if on_gpu else " (on a CPU cheap; on a GPU each drains the queue)"),
-                   sum(op.ms for op in syncs),
+                   f"trace: {shown}" + (" (each drains the GPU's queue; the host time spent in them is mostly "
+                                        "queued forward work, so what removing them wins is the device idle "
+                                        "after each, not measured here)" if on_gpu
+                                        else " (on a CPU cheap; on a GPU each drains the queue)"),
+                   None if on_gpu else sum(op.ms for op in syncs),
                    "keep values on the device: no .item(), bool(tensor), .tolist() or data-dependent shapes "
                    "(nonzero, masked indexing) inside the forward")
 

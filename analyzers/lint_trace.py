@@ -236,7 +236,7 @@ def _conversion(e: _Event, where: str, ms: float) -> OpTime | None:
         return None
     src = TYPE_NAMES.get(types[0]) if isinstance(types[0], str) else None
     code = concrete[1] if isinstance(concrete, list) and len(concrete) > 1 else ""
-    dst = SCALAR_TYPES.get(int(code)) if isinstance(code, str) and code.isdigit() else None
+    dst = SCALAR_TYPES.get(int(code)) if isinstance(code, str) and code.isascii() and code.isdecimal() else None
     if src is None or dst is None or src == dst or not all(isinstance(d, int) for d in dims[0]):
         return None
     return OpTime(e.name, where, ms, math.prod(dims[0]), src, dst)

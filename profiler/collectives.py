@@ -8,13 +8,11 @@ DTensor redistributions through the functional collectives, whose work is waited
 process that is part of a torch.distributed world, so their time (the transfer and the wait
 for the slowest rank) is a range of its own, nested in the module that issued it: the
 recorder's exclusive time then moves it out of o_proj or mlp into `communication`.
+This module says what to wrap; `instrument` wraps it with its shared patches.
 """
 from __future__ import annotations
 
-import functools
 from typing import Callable
-
-from analyzers.vocabulary import RangeKey
 
 COMMUNICATION = "communication"
 # torch.distributed's eager collectives, and the functional ones DTensor redistributions call.
@@ -32,40 +30,19 @@ def world() -> tuple[int, int] | None:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _wrap(original: Callable, rec) -> Callable:
-    keys: dict[int | None, RangeKey] = {}
+def targets() -> list[tuple[object, str]]:
+    """(module, function name) of every collective to time, while a world of several ranks exists.
 
-    @functools.wraps(original)
-    def timed(*args, **kwargs):
-        layer = rec.layer
-        key = keys.get(layer)
-        if key is None:
-            key = keys[layer] = RangeKey(COMMUNICATION, layer)
-        rec.push(key)
-        try:
-            return original(*args, **kwargs)
-        finally:
-            rec.pop_if(key)
-
-    timed.__ttft_original__ = original
-    return timed
-
-
-def time_collectives(rec, restores: list) -> bool:
-    """Wrap the collectives while a world of several ranks exists; False (nothing wrapped) otherwise."""
+    `instrument` patches them through its shared patches (profiler.instrumentation._use_patch), so two
+    blocks open at once each see their own model's collectives and the originals return when the last
+    block leaves, as for every other patched function."""
     if world() is None:
-        return False
+        return []
     import torch.distributed as dist
     import torch.distributed._functional_collectives as funcol
 
-    for module, names in ((dist, EAGER), (funcol, FUNCTIONAL)):
-        for name in names:
-            original = getattr(module, name, None)
-            if original is None or hasattr(original, "__ttft_original__"):
-                continue  # absent in this torch, or already timed by an enclosing block
-            setattr(module, name, _wrap(original, rec))
-            restores.append(functools.partial(setattr, module, name, original))
-    return True
+    return [(module, name) for module, names in ((dist, EAGER), (funcol, FUNCTIONAL)) for name in names
+            if callable(getattr(module, name, None))]
 
 
 def align_ranks(sync: Callable[[], None]) -> None:

@@ -20,7 +20,8 @@ from torch import nn
 from analyzers.errors import InputError
 from analyzers.vocabulary import RangeKey
 from profiler.call_order import hook_call_order
-from profiler.collectives import COMMUNICATION, time_collectives
+from profiler.collectives import COMMUNICATION
+from profiler.collectives import targets as collective_targets
 from profiler.component_rules import FUNCTION_RULES, plan
 from profiler.recorders.host import RangeRecorder
 
@@ -184,6 +185,13 @@ def _patch_functions(modeling_modules: list, rec, info: Instrumentation, restore
             info.components.add(component)
 
 
+def _patch_collectives(rec, info: Instrumentation, restores: list) -> None:
+    """A tensor-parallel rank: its all-reduces and gathers are `communication` (nothing without a world)."""
+    for module, name in collective_targets():
+        _use_patch((id(module), name), functools.partial(_install_function, module, name, COMMUNICATION, None), rec, restores)
+        info.components.add(COMMUNICATION)
+
+
 def _install_function(mod, fname: str, component: str, detail: str | None) -> _Patch:
     original = mod.__dict__[fname]
     patch = _Patch(original, component, detail, functools.partial(setattr, mod, fname, original))
@@ -281,8 +289,7 @@ def instrument(model: nn.Module, recorder: RangeRecorder | None = None,
         modeling_modules = [sys.modules[n] for n in sorted(modeling) if n in sys.modules]
         _patch_functions(modeling_modules, rec, info, restores)
         _patch_attention(model, modeling_modules, rec, info, restores)
-        if time_collectives(rec, restores):  # a tensor-parallel rank: its all-reduces are `communication`
-            info.components.add(COMMUNICATION)
+        _patch_collectives(rec, info, restores)
         yield info
     finally:
         _INSTRUMENTED.discard(model)

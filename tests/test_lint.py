@@ -184,7 +184,9 @@ def test_a_gpu_trace_with_the_math_kernel_and_a_stream_sync(tmp_path):
     assert found["fp32-upcast"].ms == pytest.approx(0.004)  # the conversion's kernel, not its 20 µs on the host
     assert "explicit attn_mask" in found["sdpa-math-fallback"].evidence
     sync = found["host-sync-in-forward"]
-    assert sync.evidence.startswith("trace: aten::item x1 in mlp (first in mlp/L0)") and sync.ms == pytest.approx(0.03)
+    assert sync.evidence.startswith("trace: aten::item x1 in mlp (first in mlp/L0)")
+    # on a GPU the host's 30 µs in the sync is mostly queued forward work, not what removing it wins
+    assert sync.ms is None and "device idle" in sync.evidence
 
 
 def test_an_unreadable_trace_keeps_the_trace_rules_silent(tmp_path):
@@ -193,3 +195,18 @@ def test_an_unreadable_trace_keeps_the_trace_rules_silent(tmp_path):
     assert lint(run) == []
     run.trace_file = "missing.json.gz"
     assert lint(run) == [] and math.isfinite(compute_tables(run).stats["p50_ms"])
+
+
+def test_a_conversion_with_a_strange_dtype_code_is_not_a_crash(tmp_path):
+    """'²' passes str.isdigit but not int(): a hand-edited or foreign trace keeps lint silent, not broken."""
+    import json
+
+    from analyzers.lint_trace import read_facts
+
+    events = [{"ph": "X", "name": "ttft/norm/L0", "cat": "user_annotation", "pid": 1, "tid": 1, "ts": 0, "dur": 100},
+              {"ph": "X", "name": "aten::_to_copy", "cat": "cpu_op", "pid": 1, "tid": 1, "ts": 10, "dur": 5,
+               "args": {"Input Dims": [[4, 8]], "Input type": ["c10::BFloat16"], "Concrete Inputs": ["", "²"]}}]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"traceEvents": events}))
+    facts = read_facts(str(path))
+    assert facts is None or not facts.conversions

@@ -225,3 +225,46 @@ def test_a_plan_that_breaks_the_model_is_refused():
 def test_report_of_a_tp_folder_points_to_a_rank(tp_run):
     done = cli("report", str(tp_run[0]))
     assert done.returncode == 2 and "tensor-parallel folder" in done.stderr and "rank0" in done.stderr
+
+
+def test_collectives_are_timed_per_model_and_restored_in_any_order(monkeypatch):
+    """Two instrument blocks open at once in a (faked) 2-rank world: each model's all-reduce lands in its
+    own recorder, the wrapper stays while any block is open, and the original returns after the last."""
+    import torch.distributed as dist
+    from torch import nn
+
+    import profiler.collectives as collectives
+    from profiler.instrumentation import instrument
+    from profiler.recorders.host import RangeRecorder
+
+    calls = []
+    monkeypatch.setattr(collectives, "world", lambda: (0, 2))
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor, *a, **k: calls.append(tensor.shape))
+    original = dist.all_reduce
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+
+        def forward(self, x):
+            y = self.proj(x)
+            dist.all_reduce(y)
+            return y
+
+    def comm(rec):
+        return sum(n for k, (_ns, n) in rec.take().items() if k.component == "communication")
+
+    one, two = Model(), Model()
+    r1, r2 = (RangeRecorder(nvtx_on=False, record_function_on=False) for _ in range(2))
+    x = torch.randn(2, 4)
+    first, second = instrument(one, r1), instrument(two, r2)
+    first.__enter__()
+    second.__enter__()
+    two(x)
+    assert (comm(r1), comm(r2)) == (0, 1)
+    first.__exit__(None, None, None)  # the first block leaves while the second is open
+    two(x)
+    assert comm(r2) == 1 and dist.all_reduce is not original
+    second.__exit__(None, None, None)
+    assert dist.all_reduce is original and len(calls) == 2
