@@ -56,7 +56,9 @@ class GenerateRun:
     def __repr__(self) -> str:
         row = self.decode_row()
         decode = f"{row['ms_per_token']:.3f} ms per output token" if row["ms_per_token"] else "no decode step"
-        return f"GenerateRun({repr(self.prefill)[4:-1]}; decode {decode})"
+        from analyzers.render.notebook import run_summary
+
+        return f"GenerateRun({run_summary(self.prefill)}; decode {decode})"
 
     def _repr_html_(self) -> str:
         from analyzers.render.notebook import run_html

@@ -33,6 +33,7 @@ from profiler.prefill import (
     make_chunked,
     model_device_dtype,
     pad_tokens,
+    random_prompt,
     unchunked_notice,
 )
 from profiler.sampling import Sampling
@@ -195,8 +196,7 @@ def _prepare(model, timing: Timing, recorder) -> PrefillCall:
     vocab = int(timing.vocab_size or getattr(config, "vocab_size", 0) or 0)
     if vocab < 1:
         raise InputError("the model has no config.vocab_size; pass vocab_size= so the random prompt's ids fit it.")
-    generator = torch.Generator().manual_seed(timing.seed)
-    ids_host = torch.randint(0, vocab, (timing.batch, timing.seq_len), generator=generator)
+    ids_host = random_prompt(vocab, timing.batch, timing.seq_len, timing.seed)
     on_gpu = device.startswith("cuda")
     kwargs = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
     pad = pad_tokens(timing.pad_fraction, timing.seq_len)

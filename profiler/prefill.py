@@ -218,3 +218,11 @@ def unchunked_notice(chunk: int | None, seq_len: int) -> str | None:
 def pad_tokens(pad_fraction: float, seq_len: int) -> int:
     """Padded positions of each prompt (on the left), from `pad_fraction`."""
     return round(pad_fraction * seq_len)
+
+
+def random_prompt(vocab: int, batch: int, seq_len: int, seed: int):
+    """The prompt every profile of `seed` uses (on the host): one definition, so a tensor-parallel rank's
+    reference logits and a test's single-process run see the very ids the timed prefill saw."""
+    import torch
+
+    return torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed))

@@ -11,6 +11,11 @@ from analyzers.render.fmt import ms
 
 def run_repr(run) -> str:
     """`Run(model, n, b, dtype on device: TTFT p50 X ms over R repeats, folder)`: what, where, how long."""
+    return f"Run({run_summary(run)})"
+
+
+def run_summary(run) -> str:
+    """The inside of `run_repr`, for the objects that show a run within their own repr."""
     from analyzers.components import ttft_stats
 
     parts = [run.model, f"n={run.seq_len}", f"b={run.batch}", f"{run.dtype} on {run.device}"]
@@ -26,11 +31,11 @@ def run_repr(run) -> str:
         summary += f": TTFT p50 {ms(stats['p50_ms'])} ms over {stats['repeats']} repeats"
     if run.path:
         summary += f", {run.path}"
-    return f"Run({summary})"
+    return summary
 
 
 def tables_repr(tables) -> str:
-    return f"RunTables({run_repr(tables.run)[4:-1]}; {len(tables.findings)} finding(s))"
+    return f"RunTables({run_summary(tables.run)}; {len(tables.findings)} finding(s))"
 
 
 def tables_html(tables) -> str:

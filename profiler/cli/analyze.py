@@ -29,7 +29,10 @@ def run(argv: list[str]) -> int:
     if not args.path.exists():
         raise InputError(f"{args.path} does not exist; pass a run folder or a trace file.")
     if (args.path / "tp.json").is_file():
-        return _tp(args.path, args.json)
+        from analyzers.render.tp import show_tp
+
+        show_tp(args.path, args.json)
+        return 0
     if (args.path / "sweep.json").is_file():
         return _sweep(args.path, args.json)
     if (args.path / "chunk_sweep.json").is_file():
@@ -71,19 +74,6 @@ def _ranks(path: Path, as_json: bool, max_bytes: int | None) -> int:
         print(dumps(ranks_json(ranks)))
     else:
         render_ranks(ranks, console())
-    return 0
-
-
-def _tp(path: Path, as_json: bool) -> int:
-    """A tensor-parallel run: tp.json beside one run folder per rank."""
-    from analyzers.render.tp import render_tp, tp_json
-    from analyzers.tp import load_tp, tp_tables
-
-    tables = tp_tables(load_tp(path))
-    if as_json:
-        print(dumps(tp_json(tables)))
-    else:
-        render_tp(tables, console())
     return 0
 
 

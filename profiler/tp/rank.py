@@ -102,8 +102,10 @@ def _last_logits(model, seq_len: int, batch: int, seed: int, device: str):
     """Last-position logits (float32, on the host) for the prompt profile_prefill builds with `seed`."""
     import torch
 
+    from profiler.prefill import random_prompt
+
     vocab = int(model.config.vocab_size)
-    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed)).to(device)
+    ids = random_prompt(vocab, batch, seq_len, seed).to(device)
     with torch.inference_mode():
         logits = model(input_ids=ids, use_cache=False).logits[:, -1, :]
     logits = logits.full_tensor() if hasattr(logits, "full_tensor") else logits
